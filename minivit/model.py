@@ -1,0 +1,198 @@
+"""The Vision Transformer (Dosovitskiy et al., 2021, "An Image is Worth 16x16 Words").
+
+    z0  = [x_class; x_p^1 E; ...; x_p^N E] + E_pos               (Eq. 1)
+    z'_l = z_{l-1} + MSA(LN(z_{l-1})),  z_l = z'_l + MLP(LN(z'_l))  (Eqs. 2-3), l = 1..L
+    y   = head(pool(LN(z_L)))                                     (Eq. 4)
+
+Parameter names and layouts are timm's, so `state_dict()` / `load_state_dict()` exchange
+weights with timm / PyTorch unchanged.
+"""
+import numpy as np
+
+from . import ops
+from .backend import get_array_module, get_device, to_device, to_numpy
+from .init import trunc_normal
+from .nn import Block, LayerNorm, Linear, Module, Parameter, PatchEmbed, device_rng
+
+HEADS = ("linear", "mlp")
+
+
+class PreLogits(Module):
+    """The pre-training head's hidden layer (Eq. 4 with an MLP head): tanh(x W^T + b)."""
+
+    def __init__(self, dim, rng, dtype):
+        self.fc = Linear(dim, dim, rng, dtype)
+
+    def forward(self, x, rng=None):
+        y, self.cache = ops.tanh_forward(self.fc(x))
+        return y
+
+    def backward(self, dy):
+        return self.fc.backward(ops.tanh_backward(dy, self.cache))
+
+
+def _pair(v):
+    return (v, v) if isinstance(v, (int, np.integer)) else tuple(v)
+
+
+class ViT(Module):
+    def __init__(self, img_size=32, patch_size=4, in_chans=3, num_classes=10, embed_dim=128,
+                 depth=6, num_heads=4, mlp_ratio=2.0, qkv_bias=True, drop_rate=0.0,
+                 attn_drop_rate=0.0, drop_path_rate=0.0, global_pool="token", head="linear",
+                 gelu="none", seed=0, dtype=np.float32, device=None):
+        H, W = self.img_size = _pair(img_size)
+        D = embed_dim
+        dtype = np.dtype(dtype)
+        if dtype.kind != "f" or dtype.itemsize < 4:
+            raise ValueError(f"dtype must be float32 or float64, got {dtype}")
+        if H % patch_size or W % patch_size:
+            raise ValueError(f"img_size {H}x{W} must be divisible by patch_size {patch_size}")
+        if D % num_heads:
+            raise ValueError(f"embed_dim {D} must be divisible by num_heads {num_heads} "
+                             f"(each head gets embed_dim / num_heads dimensions)")
+        if global_pool not in ops.pool.POOLS:
+            raise ValueError(f"global_pool must be one of {ops.pool.POOLS}, got {global_pool!r}")
+        if head not in HEADS:
+            raise ValueError(f"head must be one of {HEADS}, got {head!r}")
+        for name, p in (("drop_rate", drop_rate), ("attn_drop_rate", attn_drop_rate),
+                        ("drop_path_rate", drop_path_rate)):
+            if not 0.0 <= p < 1.0:
+                raise ValueError(f"{name} must be in [0, 1), got {p}")
+        self.patch_size, self.in_chans, self.num_classes = patch_size, in_chans, num_classes
+        self.embed_dim, self.depth, self.num_heads = D, depth, num_heads
+        self.drop_rate, self.global_pool, self.head_type = drop_rate, global_pool, head
+        self.dtype = dtype
+        self.num_patches = (H // patch_size) * (W // patch_size)
+        self.config = dict(img_size=self.img_size, patch_size=patch_size, in_chans=in_chans,
+                           num_classes=num_classes, embed_dim=D, depth=depth, num_heads=num_heads,
+                           mlp_ratio=mlp_ratio, qkv_bias=qkv_bias, drop_rate=drop_rate,
+                           attn_drop_rate=attn_drop_rate, drop_path_rate=drop_path_rate,
+                           global_pool=global_pool, head=head, gelu=gelu, seed=seed,
+                           dtype=dtype.name)
+
+        rng = np.random.default_rng(seed)
+        self.patch_embed = PatchEmbed(patch_size, in_chans, D, rng, dtype)
+        self.cls_token = Parameter((1e-6 * rng.standard_normal((1, 1, D))).astype(dtype))
+        self.pos_embed = Parameter(trunc_normal(rng, (1, self.num_patches + 1, D)).astype(dtype))
+        # stochastic depth grows linearly with depth, 0 for the first block (as in timm)
+        dpr = np.linspace(0.0, drop_path_rate, depth) if depth else []
+        hidden = int(D * mlp_ratio)
+        self.blocks = [Block(D, num_heads, hidden, rng, dtype, qkv_bias, drop_rate,
+                             attn_drop_rate, float(dpr[i]), gelu) for i in range(depth)]
+        self.norm = LayerNorm(D, dtype)
+        if head == "mlp":
+            self.pre_logits = PreLogits(D, rng, dtype)
+        self.head = Linear(D, num_classes, rng, dtype)
+
+        self.to(device or get_device())
+        self.rng = device_rng(seed + 1, self.pos_embed.data)   # dropout masks, on the device
+
+    def to(self, device, dtype=None):
+        super().to(device, dtype)
+        if dtype is not None:
+            self.dtype = np.dtype(dtype)
+        if hasattr(self, "rng"):
+            self.rng = device_rng(self.config["seed"] + 1, self.pos_embed.data)
+        return self
+
+    @property
+    def xp(self):
+        return get_array_module(self.pos_embed.data)
+
+    # --- input checks ------------------------------------------------------------------
+    def _check_input(self, x):
+        C, (H, W) = self.in_chans, self.img_size
+        want = f"(B, {C}, {H}, {W})"
+        if not hasattr(x, "shape") or not hasattr(x, "dtype"):
+            raise ValueError(f"expected an array of shape {want}, got {type(x).__name__}")
+        if x.ndim != 4:
+            raise ValueError(f"expected images of shape {want}, got shape {tuple(x.shape)}")
+        if np.dtype(x.dtype).kind != "f":
+            raise ValueError(f"expected floating-point images, got dtype {x.dtype}; convert and "
+                             "normalise first (e.g. x.astype(np.float32) / 255)")
+        if x.shape[1] != C:
+            raise ValueError(f"expected {C} channels, i.e. shape {want}, got shape {tuple(x.shape)}")
+        if x.shape[2] % self.patch_size or x.shape[3] % self.patch_size:
+            raise ValueError(f"image size {x.shape[2]}x{x.shape[3]} is not divisible by patch "
+                             f"size {self.patch_size}; this model expects {want}")
+        if tuple(x.shape[2:]) != (H, W):
+            raise ValueError(f"this model was built for {H}x{W} images, shape {want}, "
+                             f"got shape {tuple(x.shape)}")
+        x = to_device(x, self._device(), self.dtype)    # one transfer/cast, if any is needed
+        if not bool(self.xp.isfinite(x).all()):
+            raise ValueError("input contains NaN or inf values")
+        return x
+
+    def _device(self):
+        return "cpu" if self.xp is np else "cuda"
+
+    # --- forward -----------------------------------------------------------------------
+    def forward(self, x, return_attn=False):
+        """x: (B, C, H, W) floats -> logits (B, num_classes).
+        With return_attn=True also a list of attention maps, one (B, heads, 1+N, 1+N) per block."""
+        x = self._check_input(x)
+        train, rng = self.training, self.rng
+        z = self.patch_embed(x)                                            # (B, N, D)
+        z, c_pos = ops.cls_pos_forward(z, self.cls_token.data, self.pos_embed.data)  # (B, 1+N, D)
+        z, c_drop0 = ops.dropout_forward(z, self.drop_rate, train, rng)
+        attn_maps = []
+        for blk in self.blocks:
+            z = blk(z, rng, return_attn)
+            if return_attn:
+                z, a = z
+                attn_maps.append(a)
+        z = self.norm(z)
+        h, c_pool = ops.pool_forward(z, self.global_pool)                 # (B, D)
+        if self.head_type == "mlp":
+            h = self.pre_logits(h)
+        h, c_drop1 = ops.dropout_forward(h, self.drop_rate, train, rng)
+        logits = self.head(h)                                              # (B, K)
+        self.cache = (c_pos, c_drop0, c_pool, c_drop1)
+        return (logits, attn_maps) if return_attn else logits
+
+    # --- backward ----------------------------------------------------------------------
+    def backward(self, dlogits):
+        """Fills .grad of every parameter (accumulating, like PyTorch) and returns dL/dx."""
+        c_pos, c_drop0, c_pool, c_drop1 = self.cache
+        dh = ops.dropout_backward(self.head.backward(dlogits), c_drop1)
+        if self.head_type == "mlp":
+            dh = self.pre_logits.backward(dh)
+        dz = self.norm.backward(ops.pool_backward(dh, c_pool))
+        for blk in reversed(self.blocks):
+            dz = blk.backward(dz)
+        dz = ops.dropout_backward(dz, c_drop0)
+        dtokens, dcls, dpos = ops.cls_pos_backward(dz, c_pos)
+        self.cls_token.accumulate(dcls)
+        self.pos_embed.accumulate(dpos)
+        return self.patch_embed.backward(dtokens)
+
+    # --- weights -----------------------------------------------------------------------
+    def state_dict(self):
+        """{timm name: NumPy array (host copy)} for every parameter."""
+        return {name: to_numpy(p.data).copy() for name, p in self.named_parameters()}
+
+    def grads(self):
+        """{timm name: gradient} (None where no backward pass has filled it yet)."""
+        return {name: p.grad for name, p in self.named_parameters()}
+
+    def load_state_dict(self, state):
+        """Load {name: array} (NumPy, CuPy or anything with __array__, e.g. torch tensors
+        via .numpy()). Everything is checked before anything is changed."""
+        params = dict(self.named_parameters())
+        missing = [k for k in params if k not in state]
+        unexpected = [k for k in state if k not in params]
+        wrong = [f"{k}: expected {params[k].data.shape}, got {tuple(np.shape(state[k]))}"
+                 for k in params if k in state and tuple(np.shape(state[k])) != params[k].data.shape]
+        if missing or unexpected or wrong:
+            lines = []
+            if missing:
+                lines.append("missing keys: " + ", ".join(missing))
+            if unexpected:
+                lines.append("unexpected keys: " + ", ".join(unexpected))
+            if wrong:
+                lines.append("shape mismatch: " + "; ".join(wrong))
+            raise ValueError("state dict does not match this model:\n  " + "\n  ".join(lines))
+        device = self._device()
+        new = {k: to_device(np.asarray(to_numpy(state[k])), device, self.dtype) for k in params}
+        for k, p in params.items():
+            p.data, p.grad = new[k], None

@@ -1,0 +1,221 @@
+"""Thin layer classes: they hold parameters (and their gradients), remember the cache of
+their last forward pass, and call the functional ops in `minivit.ops` to do the math.
+
+Parameters are named as in timm by walking attributes: `self.attn.qkv.weight` in
+`blocks[3]` is 'blocks.3.attn.qkv.weight'.
+"""
+import numpy as np
+
+from . import ops
+from .backend import get_array_module, to_device
+from .init import trunc_normal, uniform_fan_in
+
+
+class Parameter:
+    """An array and its gradient (None until a backward pass fills it)."""
+    __slots__ = ("data", "grad")
+
+    def __init__(self, data):
+        self.data = data
+        self.grad = None
+
+    def accumulate(self, g):
+        if self.grad is None:
+            self.grad = g
+        else:
+            self.grad += g
+
+    def __repr__(self):
+        return f"Parameter(shape={self.data.shape}, dtype={self.data.dtype})"
+
+
+class Module:
+    training = True
+
+    def __call__(self, *args, **kwargs):
+        return self.forward(*args, **kwargs)
+
+    def children(self):
+        """(name, module) for every direct sub-module; lists of modules count as 0, 1, ..."""
+        for name, v in vars(self).items():
+            if isinstance(v, Module):
+                yield name, v
+            elif isinstance(v, (list, tuple)) and v and all(isinstance(m, Module) for m in v):
+                for i, m in enumerate(v):
+                    yield f"{name}.{i}", m
+
+    def named_parameters(self, prefix=""):
+        for name, v in vars(self).items():
+            if isinstance(v, Parameter):
+                yield prefix + name, v
+        for name, m in self.children():
+            yield from m.named_parameters(f"{prefix}{name}.")
+
+    def modules(self):
+        yield self
+        for _, m in self.children():
+            yield from m.modules()
+
+    def arrays(self):
+        """{name: array}: the parameters in the form the functional ops take."""
+        return {name: p.data for name, p in self.named_parameters()}
+
+    def accumulate_grads(self, grads):
+        """Add a {name: gradient} dict (as the *_backward ops return it) into .grad."""
+        params = dict(self.named_parameters())
+        for name, g in grads.items():
+            params[name].accumulate(g)
+
+    def zero_grad(self):
+        for _, p in self.named_parameters():
+            p.grad = None
+
+    def train(self, mode=True):
+        for m in self.modules():
+            m.training = mode
+        return self
+
+    def eval(self):
+        return self.train(False)
+
+    def to(self, device, dtype=None):
+        """Move (and optionally cast) every parameter to `device` ('cpu' or 'cuda')."""
+        for _, p in self.named_parameters():
+            p.data = to_device(p.data, device, dtype or p.data.dtype)
+            p.grad = None
+        return self
+
+    def num_params(self):
+        return sum(int(p.data.size) for _, p in self.named_parameters())
+
+
+class Linear(Module):
+    """y = x W^T + b, weight (out, in) initialised N(0, 0.02^2) truncated, bias zeros."""
+
+    def __init__(self, d_in, d_out, rng, dtype, bias=True):
+        self.weight = Parameter(trunc_normal(rng, (d_out, d_in)).astype(dtype))
+        if bias:
+            self.bias = Parameter(np.zeros(d_out, dtype))
+
+    def forward(self, x, rng=None):
+        b = self.bias.data if hasattr(self, "bias") else None
+        y, self.cache = ops.linear_forward(x, self.weight.data, b)
+        return y
+
+    def backward(self, dy):
+        dx, dw, db = ops.linear_backward(dy, self.cache)
+        self.accumulate_grads({"weight": dw, "bias": db} if db is not None else {"weight": dw})
+        return dx
+
+
+class LayerNorm(Module):
+    def __init__(self, dim, dtype):
+        self.weight = Parameter(np.ones(dim, dtype))
+        self.bias = Parameter(np.zeros(dim, dtype))
+
+    def forward(self, x, rng=None):
+        y, self.cache = ops.layernorm_forward(x, self.weight.data, self.bias.data)
+        return y
+
+    def backward(self, dy):
+        dx, dg, db = ops.layernorm_backward(dy, self.cache)
+        self.accumulate_grads({"weight": dg, "bias": db})
+        return dx
+
+
+class Conv2dPatch(Module):
+    """Holds a Conv2d-shaped weight (D, C, P, P) and bias, as timm's patch_embed.proj."""
+
+    def __init__(self, in_chans, dim, patch_size, rng, dtype):
+        fan_in = in_chans * patch_size * patch_size
+        self.weight = Parameter(uniform_fan_in(rng, (dim, in_chans, patch_size, patch_size),
+                                               fan_in).astype(dtype))
+        self.bias = Parameter(uniform_fan_in(rng, (dim,), fan_in).astype(dtype))
+
+
+class PatchEmbed(Module):
+    """Patchify, then one linear map per patch: the convolution with kernel = stride = P,
+    written as a matmul. (B, C, H, W) -> (B, N, D)."""
+
+    def __init__(self, patch_size, in_chans, dim, rng, dtype):
+        self.patch_size = patch_size
+        self.proj = Conv2dPatch(in_chans, dim, patch_size, rng, dtype)
+
+    def forward(self, x, rng=None):
+        patches, c_patch = ops.patchify_forward(x, self.patch_size)     # (B, N, C*P*P)
+        w = self.proj.weight.data
+        w2 = w.reshape(w.shape[0], -1)        # (D, C, P, P) -> (D, C*P*P), matches patch order
+        y, c_lin = ops.linear_forward(patches, w2, self.proj.bias.data)
+        self.cache = (c_patch, c_lin)
+        return y
+
+    def backward(self, dy):
+        c_patch, c_lin = self.cache
+        dpatches, dw2, db = ops.linear_backward(dy, c_lin)
+        self.accumulate_grads({"proj.weight": dw2.reshape(self.proj.weight.data.shape),
+                               "proj.bias": db})
+        return ops.patchify_backward(dpatches, c_patch)
+
+
+class Attention(Module):
+    def __init__(self, dim, num_heads, rng, dtype, qkv_bias=True, attn_drop=0.0, proj_drop=0.0):
+        self.num_heads, self.attn_drop, self.proj_drop = num_heads, attn_drop, proj_drop
+        self.qkv = Linear(dim, 3 * dim, rng, dtype, bias=qkv_bias)
+        self.proj = Linear(dim, dim, rng, dtype)
+
+    def forward(self, x, rng=None, return_attn=False):
+        out, *a, self.cache = ops.mhsa_forward(x, self.arrays(), self.num_heads, self.attn_drop,
+                                               self.proj_drop, self.training, rng, return_attn)
+        return (out, a[0]) if return_attn else out
+
+    def backward(self, dy):
+        dx, grads = ops.mhsa_backward(dy, self.cache)
+        self.accumulate_grads(grads)
+        return dx
+
+
+class Mlp(Module):
+    def __init__(self, dim, hidden, rng, dtype, drop=0.0, approximate="none"):
+        self.drop, self.approximate = drop, approximate
+        self.fc1 = Linear(dim, hidden, rng, dtype)
+        self.fc2 = Linear(hidden, dim, rng, dtype)
+
+    def forward(self, x, rng=None):
+        y, self.cache = ops.mlp_forward(x, self.arrays(), self.drop, self.training, rng,
+                                        self.approximate)
+        return y
+
+    def backward(self, dy):
+        dx, grads = ops.mlp_backward(dy, self.cache)
+        self.accumulate_grads(grads)
+        return dx
+
+
+class Block(Module):
+    """Pre-LN encoder block; parameters named norm1, attn.qkv, attn.proj, norm2, mlp.fc1/fc2."""
+
+    def __init__(self, dim, num_heads, mlp_hidden, rng, dtype, qkv_bias=True, drop=0.0,
+                 attn_drop=0.0, drop_path=0.0, approximate="none"):
+        self.num_heads, self.drop, self.attn_drop = num_heads, drop, attn_drop
+        self.drop_path, self.approximate = drop_path, approximate
+        self.norm1 = LayerNorm(dim, dtype)
+        self.attn = Attention(dim, num_heads, rng, dtype, qkv_bias, attn_drop, drop)
+        self.norm2 = LayerNorm(dim, dtype)
+        self.mlp = Mlp(dim, mlp_hidden, rng, dtype, drop, approximate)
+
+    def forward(self, x, rng=None, return_attn=False):
+        y, *a, self.cache = ops.block_forward(
+            x, self.arrays(), self.num_heads, self.drop, self.attn_drop, self.drop_path,
+            self.training, rng, self.approximate, return_attn)
+        return (y, a[0]) if return_attn else y
+
+    def backward(self, dy):
+        dx, grads = ops.block_backward(dy, self.cache)
+        self.accumulate_grads(grads)
+        return dx
+
+
+def device_rng(seed, like):
+    """A random Generator on the device of array `like` (for dropout masks)."""
+    xp = get_array_module(like)
+    return xp.random.default_rng(seed)

@@ -1,0 +1,32 @@
+"""Affine (fully connected) layer: y = x W^T + b.
+
+W is stored as (out, in), PyTorch's and timm's layout, so weights load unchanged.
+"""
+
+
+# --- linear: forward -------------------------------------------------------------------
+def linear_forward(x, w, b=None):
+    """y = x @ w.T + b
+
+    x: (..., Din)   w: (Dout, Din)   b: (Dout,) or None   ->   y: (..., Dout)
+    """
+    y = x @ w.T
+    if b is not None:
+        y += b
+    return y, (x, w, b is not None)
+
+
+# --- linear: backward ------------------------------------------------------------------
+def linear_backward(dy, cache):
+    """dx = dy W,   dW = dy^T x (summed over every leading axis),   db = sum of dy.
+
+    dy: (..., Dout) -> dx: (..., Din), dw: (Dout, Din), db: (Dout,) or None
+    """
+    x, w, has_bias = cache
+    dx = dy @ w
+    # Flatten the leading axes so dW is ONE big matmul, not a batched one plus a sum.
+    dy2 = dy.reshape(-1, dy.shape[-1])  # (..., Dout) -> (M, Dout)
+    x2 = x.reshape(-1, x.shape[-1])     # (..., Din)  -> (M, Din)
+    dw = dy2.T @ x2
+    db = dy2.sum(axis=0) if has_bias else None
+    return dx, dw, db

@@ -1,0 +1,31 @@
+"""From a token sequence to one vector per image.
+
+'token': the final [CLS] token (the paper's y = LN(z_L^0));
+'avg':   the mean of the patch tokens (the [CLS] token excluded, as in timm).
+"""
+from ..backend import get_array_module
+
+POOLS = ("token", "avg")
+
+
+# --- pool: forward ---------------------------------------------------------------------
+def pool_forward(x, mode):
+    """x: (B, 1+N, D) -> (B, D)"""
+    if mode == "token":
+        return x[:, 0], (x.shape, mode)
+    if mode == "avg":
+        return x[:, 1:].mean(axis=1), (x.shape, mode)
+    raise ValueError(f"global_pool must be one of {POOLS}, got {mode!r}")
+
+
+# --- pool: backward --------------------------------------------------------------------
+def pool_backward(dy, cache):
+    """'token' routes the gradient to token 0; 'avg' spreads dy/N over the patch tokens."""
+    shape, mode = cache
+    xp = get_array_module(dy)
+    dx = xp.zeros(shape, dtype=dy.dtype)
+    if mode == "token":
+        dx[:, 0] = dy
+    else:
+        dx[:, 1:] = (dy / (shape[1] - 1))[:, None, :]   # (B, D) -> (B, 1, D), broadcast
+    return dx

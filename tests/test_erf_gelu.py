@@ -1,0 +1,57 @@
+"""erf to float64 round-off (against Python's math.erf), and both GELU forms."""
+import math
+
+import numpy as np
+import pytest
+
+from minivit import ops
+
+
+def _grid():
+    return np.concatenate([np.linspace(-7, 7, 20001), np.logspace(-300, 1, 3000),
+                           -np.logspace(-12, 1, 1000), [0.0, 1.0, -1.0, 6.0, -6.0, np.nextafter(1, 0)]])
+
+
+def test_erf_float64_matches_math_erf_to_a_few_ulp(xp):
+    x = _grid()
+    ref = np.array([math.erf(v) for v in x])
+    got = ops.erf(xp.asarray(x))
+    assert got.dtype == np.float64
+    err_ulp = np.abs(np.asarray(got.tolist()) - ref) / np.spacing(np.abs(ref))
+    assert err_ulp.max() <= 4, f"max error {err_ulp.max()} ulp"     # measured: 3 ulp
+
+
+def test_erf_float32_stays_float32_and_accurate(xp):
+    x = _grid().astype(np.float32)
+    ref = np.array([math.erf(float(v)) for v in x])
+    got = ops.erf(xp.asarray(x))
+    assert got.dtype == np.float32
+    assert np.abs(np.asarray(got.tolist()) - ref).max() <= 2 * np.finfo(np.float32).eps
+
+
+def test_erf_properties(xp):
+    x = xp.asarray(np.linspace(-10, 10, 1001))
+    y = ops.erf(x)
+    assert float(abs(y + ops.erf(-x)).max()) == 0.0           # odd function
+    assert float(y.max()) == 1.0 and float(y.min()) == -1.0   # saturates exactly
+    assert bool((xp.diff(y) >= 0).all())                      # monotone
+
+
+def test_gelu_exact_definition(xp):
+    x = np.linspace(-5, 5, 101)
+    ref = np.array([v * 0.5 * (1 + math.erf(v / math.sqrt(2))) for v in x])
+    got, _ = ops.gelu_forward(xp.asarray(x))
+    assert np.abs(np.asarray(got.tolist()) - ref).max() < 1e-15
+
+
+def test_gelu_tanh_is_close_but_not_equal(xp):
+    x = xp.asarray(np.linspace(-5, 5, 101))
+    exact, _ = ops.gelu_forward(x)
+    approx, _ = ops.gelu_forward(x, "tanh")
+    diff = float(abs(exact - approx).max())
+    assert 1e-5 < diff < 1e-3          # the known max gap of the approximation is ~4.7e-4
+
+
+def test_gelu_rejects_unknown_form(xp):
+    with pytest.raises(ValueError, match="approximate"):
+        ops.gelu_forward(xp.ones(3), "sigmoid")

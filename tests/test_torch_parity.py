@@ -1,0 +1,97 @@
+"""Parity with PyTorch (test-only reference): same weights through state_dict, then logits,
+the input gradient and every parameter gradient must agree.
+
+float64: relative error (max |a - b| / max |b|, per tensor) < 1e-10.
+float32: < 2e-5, i.e. float32 round-off (eps = 1.2e-7) accumulated over a few layers.
+"""
+import numpy as np
+import pytest
+
+import minivit
+from minivit import ops
+from minivit.backend import to_numpy
+
+torch = pytest.importorskip("torch")
+from torch_ref import cross_entropy, from_minivit  # noqa: E402
+
+TOL = {np.float64: 1e-10, np.float32: 2e-5}
+
+
+def rel(a, b):
+    a, b = to_numpy(a).astype(np.float64), np.asarray(b, dtype=np.float64)
+    assert a.shape == b.shape, (a.shape, b.shape)
+    return float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-30))
+
+
+def randomize(model, seed=0, scale=0.3):
+    """Non-trivial weights (the timm init makes many gradients tiny)."""
+    rng = np.random.default_rng(seed)
+    sd = model.state_dict()
+    new = {}
+    for k, v in sd.items():
+        if k.endswith("norm1.weight") or k.endswith("norm2.weight") or k == "norm.weight":
+            new[k] = 1 + 0.1 * rng.standard_normal(v.shape)
+        else:
+            fan_in = v[0].size if v.ndim > 1 else 1
+            new[k] = rng.standard_normal(v.shape) * (scale if v.ndim <= 1 else fan_in ** -0.5)
+    model.load_state_dict(new)
+
+
+CONFIGS = [
+    dict(img_size=16, patch_size=4, embed_dim=16, depth=2, num_heads=2, mlp_ratio=2.0),
+    dict(img_size=(8, 12), patch_size=4, embed_dim=12, depth=2, num_heads=3, global_pool="avg", head="mlp"),
+    dict(img_size=8, patch_size=2, in_chans=1, num_classes=5, embed_dim=8, depth=3, num_heads=2,
+         qkv_bias=False, gelu="tanh"),
+]
+
+
+@pytest.mark.parametrize("cfg", CONFIGS, ids=["token-linear", "avg-mlp-nonsquare", "tanh-nobias"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
+def test_logits_and_gradients_match_pytorch(device, cfg, dtype):
+    model = minivit.ViT(**cfg, dtype=dtype, seed=3).eval()
+    randomize(model)
+    ref = from_minivit(model, torch.float32 if dtype == np.float32 else torch.float64)
+    H, W = model.img_size
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((4, model.in_chans, H, W)).astype(dtype)
+    y = rng.integers(0, model.num_classes, 4)
+
+    logits = model(model.xp.asarray(x))
+    loss, cache = ops.cross_entropy_forward(logits, model.xp.asarray(y), 0.1)
+    model.zero_grad()
+    dx = model.backward(ops.cross_entropy_backward(1.0, cache))
+
+    xt = torch.from_numpy(x).requires_grad_(True)
+    lt = ref(xt)
+    loss_t = cross_entropy(lt, torch.from_numpy(y), 0.1)
+    loss_t.backward()
+
+    tol = TOL[dtype]
+    assert rel(logits, lt.detach().numpy()) < tol
+    assert rel(loss, loss_t.detach().numpy()) < tol
+    assert rel(dx, xt.grad.numpy()) < tol
+    tgrads = dict(ref.named_parameters())
+    for name, g in model.grads().items():
+        assert g is not None and g.dtype == dtype, name
+        assert rel(g, tgrads[name].grad.numpy()) < tol, name
+
+
+def test_state_dict_loads_into_torch_strictly():
+    """Names and layouts are timm's: a strict load_state_dict in PyTorch accepts ours and
+    ours accepts PyTorch's (patch_embed.proj.weight as (D, C, P, P), Linear as (out, in))."""
+    model = minivit.ViT(img_size=16, patch_size=4, embed_dim=16, depth=2, num_heads=2, head="mlp")
+    ref = from_minivit(model, torch.float32)
+    assert ref.patch_embed.proj.weight.shape == (16, 3, 4, 4)
+    back = {k: v.detach().numpy() for k, v in ref.state_dict().items()}
+    other = minivit.ViT(img_size=16, patch_size=4, embed_dim=16, depth=2, num_heads=2, head="mlp", seed=9)
+    other.load_state_dict(back)
+    for k, v in model.state_dict().items():
+        np.testing.assert_array_equal(other.state_dict()[k], v)
+
+
+def test_gelu_matches_torch_exact_and_tanh():
+    x = np.linspace(-6, 6, 10001)
+    for approximate in ("none", "tanh"):
+        ours, _ = ops.gelu_forward(x, approximate)
+        theirs = torch.nn.functional.gelu(torch.from_numpy(x), approximate=approximate).numpy()
+        assert np.abs(ours - theirs).max() < 1e-15
