@@ -1,0 +1,27 @@
+"""Learning curves as a PNG (needs matplotlib: pip install 'minivit[plot]')."""
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def plot_curves(records, path):
+    epochs = [r for r in records if r["type"] == "epoch"]
+    if not epochs:
+        return
+    e = [r["epoch"] + 1 for r in epochs]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+    ax1.plot(e, [r["train_loss"] for r in epochs], label="train")
+    ax1.plot(e, [r["test_loss"] for r in epochs], label="test")
+    ax1.set(xlabel="epoch", ylabel="loss", title="loss")
+    ax2.plot(e, [r["train_acc"] for r in epochs], label="train")
+    ax2.plot(e, [r["test_acc"] for r in epochs], label="test")
+    ax2.set(xlabel="epoch", ylabel="accuracy", title="accuracy")
+    for ax in (ax1, ax2):
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    tmp = path.with_name(path.stem + ".tmp.png")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    tmp.replace(path)

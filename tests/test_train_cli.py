@@ -1,0 +1,181 @@
+"""End to end: the real CLI on a tiny synthetic CIFAR-10 archive (no network)."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from minivit import evaluate as evaluate_cli
+from minivit import train as train_cli
+from minivit.checkpoint import load_checkpoint
+from minivit.data import make_synthetic_archive
+
+TINY = ["--embed-dim", "16", "--depth", "1", "--num-heads", "2", "--mlp-ratio", "2",
+        "--batch-size", "16", "--epochs", "3", "--warmup-epochs", "1", "--log-every", "2",
+        "--drop-rate", "0.1", "--drop-path", "0.1", "--no-progress"]
+
+
+@pytest.fixture(scope="module")
+def archive(tmp_path_factory):
+    return make_synthetic_archive(tmp_path_factory.mktemp("arch") / "cifar-10-python.tar.gz",
+                                  n_per_batch=16, n_test=40, seed=0)
+
+
+def run(args, tmp_path, archive):
+    return train_cli.main(["cifar10", "--data-dir", str(tmp_path / "data"),
+                           "--data-archive", str(archive), *args])
+
+
+def epochs(out):
+    recs = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    return [r for r in recs if r["type"] == "epoch"], [r for r in recs if r["type"] == "step"]
+
+
+def same_metrics(a, b):
+    keys = ("epoch", "step", "train_loss", "train_acc", "test_loss", "test_acc", "loss", "acc", "lr")
+    strip = [{k: r[k] for k in keys if k in r} for r in a]
+    return strip == [{k: r[k] for k in keys if k in r} for r in b]
+
+
+def test_help_lists_presets_and_flags(capsys):
+    with pytest.raises(SystemExit) as e:
+        train_cli.main(["cifar10", "--help"])
+    assert e.value.code == 0
+    text = capsys.readouterr().out
+    for flag in ("--preset", "--epochs", "--lr", "--label-smoothing", "--embed-dim", "--device",
+                 "--resume", "--limit-train", "--out", "--data-archive", "--mixup"):
+        assert flag in text
+
+
+def test_bad_flag_is_a_clear_error(tmp_path, archive, capsys):
+    with pytest.raises(SystemExit) as e:
+        train_cli.main(["cifar10", "--epochs", "many"])
+    assert e.value.code == 2 and "invalid int value" in capsys.readouterr().err
+    assert run(["--out", str(tmp_path / "r"), "--embed-dim", "30", "--num-heads", "4"], tmp_path, archive) == 2
+    assert "embed_dim 30 must be divisible by num_heads 4" in capsys.readouterr().err
+
+
+def test_train_resume_evaluate(tmp_path, archive, capsys, monkeypatch):
+    # 1. an uninterrupted run
+    full = tmp_path / "full"
+    assert run(["--out", str(full), *TINY], tmp_path, archive) == 0
+    for name in ("config.json", "metrics.jsonl", "last.npz", "best.npz"):
+        assert (full / name).is_file(), name
+    ep_full, steps_full = epochs(full)
+    assert [r["epoch"] for r in ep_full] == [0, 1, 2]
+    assert steps_full and all(np.isfinite(r["loss"]) for r in steps_full)
+
+    # 2. the same run, stopped by "Ctrl-C" in the middle of epoch 2 ...
+    class StopAt(train_cli._Interrupt):
+        calls = 0
+
+        @property
+        def requested(self):
+            StopAt.calls += 1                 # checked after every step and at epoch ends:
+            return StopAt.calls >= 9          # 5 steps per epoch -> after step 2 of epoch 2
+
+        @requested.setter
+        def requested(self, v):
+            pass
+    monkeypatch.setattr(train_cli, "_Interrupt", StopAt)
+    part = tmp_path / "part"
+    assert run(["--out", str(part), *TINY], tmp_path, archive) == 130
+    _, _, meta = load_checkpoint(part / "last.npz")
+    assert (meta["epoch"], meta["batch_in_epoch"]) == (1, 2)
+    monkeypatch.undo()
+    # ... and --resume finishes it exactly as the uninterrupted run did
+    assert run(["--resume", str(part), "--no-progress"], tmp_path, archive) == 0
+    ep_part, steps_part = epochs(part)
+    assert same_metrics(ep_part, ep_full)
+    assert same_metrics(steps_part, steps_full)
+    a, _, _ = load_checkpoint(full / "last.npz")
+    b, _, _ = load_checkpoint(part / "last.npz")
+    assert all(np.array_equal(a[k], b[k]) for k in a)
+
+    # 3. evaluate prints accuracy, per-class accuracy and the confusion matrix
+    capsys.readouterr()
+    assert evaluate_cli.main([str(full / "best.npz"), "--data-dir", str(tmp_path / "data")]) == 0
+    out = capsys.readouterr().out
+    best = max(r["test_acc"] for r in ep_full)
+    assert f"test accuracy: {best:.4f}" in out
+    assert "per-class accuracy" in out and "confusion matrix" in out and "airplane" in out
+
+
+def test_existing_run_is_not_overwritten(tmp_path, archive, capsys):
+    out = tmp_path / "r"
+    assert run(["--out", str(out), *TINY[:-5], "--epochs", "1", "--no-progress"], tmp_path, archive) == 0
+    before = (out / "last.npz").read_bytes()
+    with pytest.raises(SystemExit):
+        run(["--out", str(out), *TINY], tmp_path, archive)
+    assert "already holds a run" in capsys.readouterr().err
+    assert (out / "last.npz").read_bytes() == before
+
+
+def test_resume_rejects_other_shapes_and_corrupt_checkpoints(tmp_path, archive, capsys):
+    out = tmp_path / "r"
+    assert run(["--out", str(out), *TINY[:-5], "--epochs", "1", "--no-progress"], tmp_path, archive) == 0
+    last = out / "last.npz"
+    good = last.read_bytes()
+    # a hyper-parameter together with --resume
+    with pytest.raises(SystemExit):
+        run(["--resume", str(out), "--embed-dim", "32"], tmp_path, archive)
+    assert "drop --embed-dim" in capsys.readouterr().err
+    # a truncated checkpoint
+    last.write_bytes(good[: len(good) // 2])
+    assert run(["--resume", str(out)], tmp_path, archive) == 2
+    assert "truncated or corrupt" in capsys.readouterr().err
+    assert last.read_bytes() == good[: len(good) // 2]           # left as it was
+    # a checkpoint of another model shape
+    other = tmp_path / "other"
+    assert run(["--out", str(other), "--embed-dim", "8", "--depth", "1", "--num-heads", "2",
+                "--epochs", "1", "--no-progress"], tmp_path, archive) == 0
+    import shutil
+    shutil.copy(other / "last.npz", tmp_path / "x.npz")
+    last.write_bytes(good)
+    model, optim, meta = load_checkpoint(tmp_path / "x.npz")
+    from minivit.checkpoint import save_checkpoint
+    _, _, good_meta = load_checkpoint(last)
+    save_checkpoint(tmp_path / "mixed.npz", model, optim, good_meta)   # weights of another shape
+    assert run(["--resume", str(tmp_path / "mixed.npz")], tmp_path, archive) == 2
+    err = capsys.readouterr().err
+    assert "state dict does not match" in err and "shape mismatch" in err
+    assert evaluate_cli.main([str(tmp_path / "mixed.npz"), "--data-dir", str(tmp_path / "data")]) == 2
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, archive, capsys):
+    out = tmp_path / "r"
+    assert run(["--out", str(out), *TINY[:-5], "--epochs", "1", "--no-progress"], tmp_path, archive) == 0
+    good = (out / "last.npz").read_bytes()
+    shutil_out = tmp_path / "nan"
+    import shutil
+    shutil.copytree(out, shutil_out)
+    # an absurd learning rate makes the loss overflow
+    code = run(["--out", str(tmp_path / "nan2"), *TINY[:-5], "--lr", "1e30", "--epochs", "2",
+                "--no-progress"], tmp_path, archive)
+    assert code == 1
+    assert "the loss became" in capsys.readouterr().err
+    assert (out / "last.npz").read_bytes() == good
+
+
+def test_real_sigint_saves_and_resumes(tmp_path, archive):
+    """A real Ctrl-C (SIGINT) to the CLI process: checkpoint, exit 130, then --resume."""
+    out = tmp_path / "sig"
+    cmd = [sys.executable, "-m", "minivit.train", "cifar10", "--data-dir", str(tmp_path / "data"),
+           "--data-archive", str(archive), "--out", str(out), *TINY[:-5], "--epochs", "200",
+           "--log-every", "1", "--no-progress"]
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 60
+    while time.time() < deadline and not (out / "best.npz").exists():
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    text, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 130, text
+    assert "Traceback" not in text and "--resume" in text
+    _, _, meta = load_checkpoint(out / "last.npz")
+    assert 0 < meta["step"]
