@@ -12,7 +12,7 @@ from minivit import ops
 from minivit.backend import to_numpy
 
 torch = pytest.importorskip("torch")
-from torch_ref import cross_entropy, from_minivit  # noqa: E402
+from minivit.torch_ref import cross_entropy, from_minivit  # noqa: E402
 
 TOL = {np.float64: 1e-10, np.float32: 2e-5}
 

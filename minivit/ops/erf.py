@@ -10,7 +10,12 @@ round-off (a few ulp; tests compare against Python's math.erf):
 For a >= 6, erfc(a) < 2.2e-17 is below half an ulp of 1, so erf rounds to +-1 exactly;
 clipping a to [1, 6] keeps P/Q inside the range it was fitted on (a < 8).
 Both branches are computed everywhere and selected with `where`: branch-free code is
-what array libraries (and GPUs) run fast. Arithmetic stays in x's dtype.
+what array libraries (and GPUs) run fast.
+
+float32 needs far less: one rational function x P(x^2) / Q(x^2) on [-4, 4] (outside,
+erf = +-1 in float32), the minimax fit used by Eigen, TensorFlow and XLA, accurate to a
+few float32 ulp (tests: |error| < 5e-7 against math.erf). It is ~3x cheaper than the
+float64 path. Arithmetic always stays in x's dtype.
 """
 from ..backend import get_array_module
 
@@ -28,20 +33,35 @@ _Q = (1.32281951154744992508e1, 8.67072140885989742329e1, 3.54937778887819891062
 
 def _polevl(x, coefs, leading_one=False):
     """Horner's rule: c0 x^n + c1 x^(n-1) + ... (with an implicit leading 1 if asked)."""
-    if leading_one:
-        y = x + coefs[0]
-        rest = coefs[1:]
-    else:
-        y = x * 0 + coefs[0]
-        rest = coefs[1:]
-    for c in rest:
+    y = x + coefs[0] if leading_one else x * coefs[0] + coefs[1]
+    for c in coefs[1:] if leading_one else coefs[2:]:
         y *= x
         y += c
     return y
 
 
+# float32: numerator (odd, highest power first, x^13 .. x^1) and denominator (x^8 .. x^0)
+_A32 = (-2.72614225801306e-10, 2.77068142495902e-08, -2.10102402082508e-06,
+        -5.69250639462346e-05, -7.34990630326855e-04, -2.95459980854025e-03,
+        -1.60960333262415e-02)
+_B32 = (-1.45660718464996e-05, -2.13374055278905e-04, -1.68282697438203e-03,
+        -7.37332916720468e-03, -1.42647390514189e-02)
+
+
+def _erf_float32(x):
+    xp = get_array_module(x)
+    x = xp.clip(x, -4.0, 4.0)
+    z = x * x
+    p = _polevl(z, _A32)
+    p *= x
+    p /= _polevl(z, _B32)
+    return p
+
+
 def erf(x):
     """Elementwise erf(x) in x's floating dtype, to that dtype's round-off."""
+    if x.dtype == "float32":
+        return _erf_float32(x)
     xp = get_array_module(x)
     z = x * x
     inner = x * _polevl(z, _T) / _polevl(z, _U, leading_one=True)      # |x| < 1

@@ -10,10 +10,11 @@ def linear_forward(x, w, b=None):
 
     x: (..., Din)   w: (Dout, Din)   b: (Dout,) or None   ->   y: (..., Dout)
     """
-    y = x @ w.T
+    # As ONE 2-D matmul: NumPy runs (B, N, Din) @ (Din, Dout) as B small matmuls.
+    y = x.reshape(-1, x.shape[-1]) @ w.T        # (..., Din) -> (M, Din) -> (M, Dout)
     if b is not None:
         y += b
-    return y, (x, w, b is not None)
+    return y.reshape(*x.shape[:-1], w.shape[0]), (x, w, b is not None)   # -> (..., Dout)
 
 
 # --- linear: backward ------------------------------------------------------------------
@@ -23,10 +24,10 @@ def linear_backward(dy, cache):
     dy: (..., Dout) -> dx: (..., Din), dw: (Dout, Din), db: (Dout,) or None
     """
     x, w, has_bias = cache
-    dx = dy @ w
-    # Flatten the leading axes so dW is ONE big matmul, not a batched one plus a sum.
+    # Flatten the leading axes: every product is ONE big matmul, dW needs no extra sum.
     dy2 = dy.reshape(-1, dy.shape[-1])  # (..., Dout) -> (M, Dout)
     x2 = x.reshape(-1, x.shape[-1])     # (..., Din)  -> (M, Din)
+    dx = (dy2 @ w).reshape(x.shape)     # (M, Din) -> (..., Din)
     dw = dy2.T @ x2
     db = dy2.sum(axis=0) if has_bias else None
     return dx, dw, db

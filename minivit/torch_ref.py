@@ -1,6 +1,7 @@
 """A ViT written with torch.nn ops and timm's parameter names: the test-only reference.
 
-Only the tests import this; minivit never needs PyTorch.
+Only the tests and the benchmark (when PyTorch is installed) import this; minivit never
+needs PyTorch to run.
 """
 from collections import OrderedDict
 

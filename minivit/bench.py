@@ -1,0 +1,285 @@
+"""Benchmark a training step (forward + backward + AdamW) and inference, side by side with
+PyTorch eager when it is installed:
+
+    python -m minivit.bench                       # tiny and small, batch 128, CPU
+    python -m minivit.bench --shapes tiny --profile
+    python -m minivit.bench --device cuda --shapes gpu --batch 128 512
+
+The two frameworks are timed alternately in one process (so both see the same machine
+state) and the median of --steps rounds is reported. Peak memory of a training step is
+measured in a fresh subprocess per framework (CPU: growth of the peak resident set size;
+GPU: the allocator's peak).
+"""
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+from . import ops
+from .backend import set_device, synchronize, to_device, xp_for
+from .model import ViT
+from .optim import AdamW
+from .train import PRESETS
+
+SHAPES = {
+    "tiny": dict(patch_size=4, embed_dim=128, depth=6, num_heads=4, mlp_ratio=2.0),
+    "small": dict(patch_size=4, embed_dim=192, depth=6, num_heads=6, mlp_ratio=2.0),
+    **{f"{k}-preset": {m: PRESETS[k][m] for m in ("patch_size", "embed_dim", "depth", "num_heads",
+                                                  "mlp_ratio")} for k in PRESETS},
+}
+SHAPES["cpu"], SHAPES["gpu"] = SHAPES.pop("cpu-preset"), SHAPES.pop("gpu-preset")
+
+
+def train_flops(shape, batch, img=32, num_classes=10):
+    """Analytic FLOPs of one training step: 2 per multiply-add, backward = 2x forward."""
+    P, D, L = shape["patch_size"], shape["embed_dim"], shape["depth"]
+    M = int(D * shape["mlp_ratio"])
+    N = (img // P) ** 2
+    T = N + 1
+    fwd = 2 * N * (3 * P * P) * D                      # patch embedding
+    fwd += L * (2 * T * D * 3 * D                      # qkv
+                + 2 * 2 * T * T * D                    # q k^T and A v, all heads
+                + 2 * T * D * D                        # proj
+                + 2 * 2 * T * D * M)                   # fc1, fc2
+    fwd += 2 * D * num_classes
+    return 3 * fwd * batch
+
+
+# --- the two step functions ---------------------------------------------------------------
+def minivit_setup(shape, batch, device, seed=0):
+    xp = xp_for(device)
+    model = ViT(**shape, seed=seed, device=device)
+    opt = AdamW(model.named_parameters(), lr=1e-4, weight_decay=0.05)
+    rng = np.random.default_rng(seed)
+    x = to_device(rng.standard_normal((batch, 3, 32, 32)).astype(np.float32), device)
+    y = to_device(rng.integers(0, 10, batch), device)
+
+    def step():
+        logits = model(x)
+        loss, cache = ops.cross_entropy_forward(logits, y)
+        model.zero_grad()
+        model.backward(ops.cross_entropy_backward(1.0, cache))
+        opt.step()
+        synchronize(xp)
+
+    def infer():
+        model.eval()
+        model(x)
+        synchronize(xp)
+        model.train()
+    return model, opt, step, infer
+
+
+def torch_setup(model, batch, device, seed=0):
+    import torch
+
+    from .torch_ref import from_minivit
+    dev = "cuda" if device == "cuda" else "cpu"
+    ref = from_minivit(model, torch.float32).to(dev)
+    opt = torch.optim.AdamW(ref.parameters(), lr=1e-4, weight_decay=0.05)
+    rng = np.random.default_rng(seed)
+    x = torch.from_numpy(rng.standard_normal((batch, 3, 32, 32)).astype(np.float32)).to(dev)
+    y = torch.from_numpy(rng.integers(0, 10, batch)).to(dev)
+    sync = torch.cuda.synchronize if dev == "cuda" else (lambda: None)
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        torch.nn.functional.cross_entropy(ref(x), y).backward()
+        opt.step()
+        sync()
+
+    def infer():
+        with torch.no_grad():
+            ref.eval()
+            ref(x)
+            ref.train()
+        sync()
+    return step, infer
+
+
+def _median_ms(fn, rounds):
+    times = []
+    for _ in range(rounds):
+        t = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t) * 1e3)
+    return statistics.median(times)
+
+
+def time_alternating(fns, steps, warmup):
+    """{name: median ms} with the functions called in turn, round after round."""
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    times = {k: [] for k in fns}
+    for _ in range(steps):
+        for k, fn in fns.items():
+            t = time.perf_counter()
+            fn()
+            times[k].append((time.perf_counter() - t) * 1e3)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+# --- peak memory, in a child process ------------------------------------------------------
+def _peak_child(framework, shape_name, batch, device):
+    """Runs in a fresh process: prints the peak memory of two training steps in MiB."""
+    set_device(device)
+    model, _, step, _ = minivit_setup(SHAPES[shape_name], batch, device)
+    if framework == "torch":
+        step, _ = torch_setup(model, batch, device)
+    if device == "cuda":
+        if framework == "torch":
+            import torch
+            torch.cuda.reset_peak_memory_stats()
+            base = torch.cuda.memory_allocated()
+            step(), step()
+            peak = torch.cuda.max_memory_allocated() - base
+        else:
+            import cupy
+            pool = cupy.get_default_memory_pool()
+            base = pool.used_bytes()
+            step(), step()
+            peak = pool.total_bytes() - base
+        print(json.dumps(peak / 2**20))
+        return
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    step(), step()
+    print(json.dumps((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024))
+
+
+def peak_memory(framework, shape_name, batch, device):
+    cmd = [sys.executable, "-m", "minivit.bench", "--peak-child", framework, shape_name,
+           str(batch), device]
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=True)
+        return float(out.stdout.strip().splitlines()[-1])
+    except (subprocess.SubprocessError, ValueError, IndexError):
+        return float("nan")
+
+
+# --- per-layer profile --------------------------------------------------------------------
+class Profiler:
+    """Wraps functions/methods so their time adds up under a category."""
+
+    def __init__(self, xp):
+        self.xp, self.totals, self.undo = xp, {}, []
+
+    def wrap(self, owner, name, category):
+        fn = getattr(owner, name)
+        totals, xp = self.totals, self.xp
+
+        def timed(*args, **kwargs):
+            synchronize(xp)
+            t = time.perf_counter()
+            out = fn(*args, **kwargs)
+            synchronize(xp)
+            totals[category] = totals.get(category, 0.0) + time.perf_counter() - t
+            return out
+        setattr(owner, name, timed)
+        self.undo.append((owner, name, fn))
+
+    def restore(self):
+        for owner, name, fn in reversed(self.undo):
+            setattr(owner, name, fn)
+
+
+def profile(shape, batch, device, steps):
+    from . import nn as nn_mod
+    from . import optim as optim_mod
+    from .ops import block as block_mod
+    xp = xp_for(device)
+    prof = Profiler(xp)
+    for d in ("forward", "backward"):
+        prof.wrap(block_mod, f"mhsa_{d}", "attention (qkv, softmax, A v, proj)")
+        prof.wrap(block_mod, f"mlp_{d}", "MLP (fc1, GELU, fc2)")
+        prof.wrap(block_mod, f"layernorm_{d}", "LayerNorm")
+        prof.wrap(nn_mod.LayerNorm, d, "LayerNorm")
+        prof.wrap(nn_mod.PatchEmbed, d, "patch embedding")
+        prof.wrap(nn_mod.Linear, d, "head")
+        prof.wrap(ops, f"cross_entropy_{d}", "loss")
+    prof.wrap(optim_mod.AdamW, "step", "optimiser (AdamW)")
+    try:
+        _, _, step, _ = minivit_setup(shape, batch, device)
+        step()
+        prof.totals.clear()
+        t = time.perf_counter()
+        for _ in range(steps):
+            step()
+        total = time.perf_counter() - t
+    finally:
+        prof.restore()
+    rows = sorted(prof.totals.items(), key=lambda kv: -kv[1])
+    rows.append(("other (residuals, [CLS]/pos, pooling, Python)", total - sum(prof.totals.values())))
+    print(f"\nwhere a training step's time goes ({steps} steps, {total / steps * 1e3:.0f} ms/step):")
+    for name, t in rows:
+        print(f"  {name:48s} {t / steps * 1e3:8.1f} ms  {100 * t / total:5.1f}%")
+
+
+# --- the command --------------------------------------------------------------------------
+def main(argv=None):
+    if argv is None and len(sys.argv) > 1 and sys.argv[1] == "--peak-child":
+        return _peak_child(*sys.argv[2:4], int(sys.argv[4]), sys.argv[5])
+    p = argparse.ArgumentParser(prog="python -m minivit.bench", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--shapes", nargs="+", choices=list(SHAPES), default=["tiny", "small"])
+    p.add_argument("--batch", type=int, nargs="+", default=[128])
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    p.add_argument("--steps", type=int, default=10, help="timed rounds (median reported)")
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--no-torch", action="store_true", help="time minivit only")
+    p.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
+    p.add_argument("--profile", action="store_true", help="per-layer breakdown of a step")
+    args = p.parse_args(argv)
+    set_device(args.device)
+    try:
+        import torch
+        have_torch = not args.no_torch
+        torch_info = f"PyTorch {torch.__version__}, {torch.get_num_threads()} threads"
+    except ImportError:
+        have_torch, torch_info = False, "PyTorch not installed: minivit only"
+    print(f"device {args.device}, float32, {torch_info}; median of {args.steps} steps")
+    head = (f"{'shape':>7s} {'batch':>5s} {'params':>7s} | {'minivit ms':>10s} {'img/s':>6s} {'GFLOP/s':>7s}"
+            f" {'infer img/s':>11s} {'peak MiB':>8s}")
+    if have_torch:
+        head += f" | {'torch ms':>8s} {'img/s':>6s} {'infer img/s':>11s} {'peak MiB':>8s} | {'ratio':>5s}"
+    print(head)
+    results = []
+    for name in args.shapes:
+        for batch in args.batch:
+            shape = SHAPES[name]
+            model, _, step, infer = minivit_setup(shape, batch, args.device)
+            fns = {"minivit": step, "minivit_infer": infer}
+            if have_torch:
+                tstep, tinfer = torch_setup(model, batch, args.device)
+                fns.update(torch=tstep, torch_infer=tinfer)
+            ms = time_alternating(fns, args.steps, args.warmup)
+            mem = {k: float("nan") if args.no_memory else peak_memory(k, name, batch, args.device)
+                   for k in (["minivit", "torch"] if have_torch else ["minivit"])}
+            flops = train_flops(shape, batch)
+            r = dict(shape=name, batch=batch, params=model.num_params(), minivit_ms=ms["minivit"],
+                     minivit_gflops=flops / ms["minivit"] / 1e6,
+                     minivit_infer_ips=batch / ms["minivit_infer"] * 1e3, minivit_peak_mib=mem["minivit"])
+            line = (f"{name:>7s} {batch:5d} {r['params'] / 1e6:6.2f}M | {ms['minivit']:10.1f} "
+                    f"{batch / ms['minivit'] * 1e3:6.0f} {r['minivit_gflops']:7.1f} "
+                    f"{r['minivit_infer_ips']:11.0f} {mem['minivit']:8.0f}")
+            if have_torch:
+                r.update(torch_ms=ms["torch"], torch_infer_ips=batch / ms["torch_infer"] * 1e3,
+                         torch_peak_mib=mem["torch"], ratio=ms["minivit"] / ms["torch"])
+                line += (f" | {ms['torch']:8.1f} {batch / ms['torch'] * 1e3:6.0f} "
+                         f"{r['torch_infer_ips']:11.0f} {mem['torch']:8.0f} | {r['ratio']:5.2f}")
+            print(line, flush=True)
+            results.append(r)
+            del model, step, infer, fns
+    if args.profile:
+        for name in args.shapes:
+            profile(SHAPES[name], args.batch[0], args.device, max(3, args.steps // 2))
+    return results
+
+
+if __name__ == "__main__":
+    main()
