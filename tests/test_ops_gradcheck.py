@@ -12,6 +12,15 @@ from minivit.gradcheck import check_arrays, numerical_gradient, rel_error
 TOL = 1e-7  # relative error for single ops in float64
 
 
+@pytest.fixture(autouse=True, params=["whole", "chunked"])
+def chunking(request, monkeypatch):
+    """Run every check twice: ops on whole arrays, and split into tiny row chunks over
+    threads (what large CPU arrays go through, see minivit/parallel.py)."""
+    if request.param == "chunked":
+        monkeypatch.setattr("minivit.parallel.CHUNK", 4)
+    return request.param
+
+
 def arr(xp, rng, *shape, scale=1.0):
     return xp.asarray(rng.standard_normal(shape) * scale)
 

@@ -5,10 +5,11 @@
     out = concat_h(A_h v_h) W_proj^T + b_proj
 
 All heads are computed at once as a batch of matrices (B, H, ...): there is no loop over
-heads or tokens. Parameter names follow timm: qkv.weight (3D, D), qkv.bias, proj.weight
+heads or tokens (`bmm` only splits that batch across CPU cores, minivit/parallel.py). Parameter names follow timm: qkv.weight (3D, D), qkv.bias, proj.weight
 (D, D), proj.bias.
 """
 from ..backend import get_array_module
+from ..parallel import bmm
 from .dropout import dropout_backward, dropout_forward
 from .linear import linear_backward, linear_forward
 from .softmax import softmax_backward, softmax_forward
@@ -18,25 +19,29 @@ from .softmax import softmax_backward, softmax_forward
 def sdpa_forward(q, k, v, attn_drop=0.0, train=False, rng=None):
     """q, k, v: (B, H, N, Dh) -> ctx: (B, H, N, Dh), probabilities A: (B, H, N, N).
     Returns ctx, A (before dropout), cache."""
+    xp = get_array_module(q)
     scale = q.shape[-1] ** -0.5
-    s = (q * scale) @ k.swapaxes(-1, -2)          # (B, H, N, Dh) @ (B, H, Dh, N) -> (B, H, N, N)
+    q = q * scale                                  # scaling q (N x Dh) is cheaper than s (N x N)
+    kt = xp.ascontiguousarray(k.swapaxes(-1, -2))  # (B, H, N, Dh) -> (B, H, Dh, N), contiguous:
+    v = xp.ascontiguousarray(v)                    # BLAS runs plain (untransposed) products fastest
+    s = bmm(q, kt)                                 # (B, H, N, Dh) @ (B, H, Dh, N) -> (B, H, N, N)
     a, c_soft = softmax_forward(s, axis=-1)
     a_drop, c_drop = dropout_forward(a, attn_drop, train, rng)
-    ctx = a_drop @ v                              # (B, H, N, N) @ (B, H, N, Dh) -> (B, H, N, Dh)
-    return ctx, a, (q, k, v, a_drop, c_soft, c_drop, scale)
+    ctx = bmm(a_drop, v)                           # (B, H, N, N) @ (B, H, N, Dh) -> (B, H, N, Dh)
+    return ctx, a, (q, kt, v, a_drop, c_soft, c_drop, scale)
 
 
 # --- scaled dot-product attention: backward --------------------------------------------
 def sdpa_backward(dctx, cache):
-    """Through ctx = A v:  dA = dctx v^T, dv = A^T dctx;  then softmax and s = q k^T * scale:
-    dq = ds k * scale,  dk = ds^T q * scale.  Returns dq, dk, dv, each (B, H, N, Dh)."""
-    q, k, v, a_drop, c_soft, c_drop, scale = cache
-    dv = a_drop.swapaxes(-1, -2) @ dctx                # (B, H, N, N) @ (B, H, N, Dh)
-    da = dropout_backward(dctx @ v.swapaxes(-1, -2), c_drop)   # (B, H, N, N)
+    """Through ctx = A v:  dA = dctx v^T, dv = A^T dctx;  then softmax and s = (q scale) k^T:
+    dq = ds k * scale,  dk = ds^T (q scale).  Returns dq, dk, dv, each (B, H, N, Dh)."""
+    qs, kt, v, a_drop, c_soft, c_drop, scale = cache
+    dv = bmm(a_drop.swapaxes(-1, -2), dctx)                   # (B, H, N, N) @ (B, H, N, Dh)
+    da = dropout_backward(bmm(dctx, v.swapaxes(-1, -2)), c_drop)   # (B, H, N, N)
     ds = softmax_backward(da, c_soft)
-    ds *= scale
-    dq = ds @ k                                        # (B, H, N, N) @ (B, H, N, Dh)
-    dk = ds.swapaxes(-1, -2) @ q
+    dq = bmm(ds, kt.swapaxes(-1, -2))                         # (B, H, N, N) @ (B, H, N, Dh)
+    dq *= scale
+    dk = bmm(ds.swapaxes(-1, -2), qs)
     return dq, dk, dv
 
 
