@@ -76,7 +76,7 @@ def _main(args):
         if args.limit_test:
             x, y = x[:args.limit_test], y[:args.limit_test]
         _, _, confusion = evaluate(model, Loader(x, y, args.batch_size), args.device)
-    except (ValueError, RuntimeError, FileNotFoundError) as e:
+    except (ValueError, RuntimeError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(f"checkpoint: {args.checkpoint} (epoch {meta['epoch']})")

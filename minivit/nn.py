@@ -216,6 +216,10 @@ class Block(Module):
 
 
 def device_rng(seed, like):
-    """A random Generator on the device of array `like` (for dropout masks)."""
+    """A random Generator on the device of array `like` (for dropout masks).
+
+    `seed` may be an int or a sequence of ints such as (seed, epoch, step): it is hashed to
+    one integer by NumPy's SeedSequence, since CuPy's generators take a single int."""
     xp = get_array_module(like)
-    return xp.random.default_rng(seed)
+    key = int(np.random.SeedSequence(seed).generate_state(1, np.uint64)[0] >> 1)
+    return xp.random.default_rng(key)

@@ -26,6 +26,7 @@ from .checkpoint import load_checkpoint, save_checkpoint
 from .data import Augment, Loader, load_cifar10
 from .evaluate import evaluate
 from .model import ViT
+from .nn import device_rng
 from .optim import AdamW, clip_grad_norm, cosine_lr
 
 # Every hyper-parameter, with the value of each preset. 'cpu' is sized for a 2-core laptop
@@ -160,7 +161,7 @@ def _write_metrics(path, records):
 
 
 def train(cfg, out, device="cpu", data=None, resume=None, progress=True):
-    """Run (or continue) training; returns the list of metric records."""
+    """Run (or continue) training; returns (metric records, exit code: 0, or 130 if stopped)."""
     xp = xp_for(device)
     out.mkdir(parents=True, exist_ok=True)
     model = make_model(cfg, device)
@@ -209,7 +210,7 @@ def train(cfg, out, device="cpu", data=None, resume=None, progress=True):
                     partial["data_time"] += t0 - t_wait
                     x, y = to_device(xb, device), to_device(yb, device)   # one transfer per batch
                     opt.lr = cosine_lr(step, total_steps, cfg["lr"], warmup_steps, cfg["min_lr"])
-                    model.rng = xp.random.default_rng([cfg["seed"], 1, step])  # dropout masks
+                    model.rng = device_rng([cfg["seed"], 1, step], x)   # dropout masks
                     logits = model(x)
                     loss, cache = ops.cross_entropy_forward(logits, y, cfg["label_smoothing"])
                     loss = float(loss)
@@ -329,7 +330,7 @@ def _main(parser, args):
                             progress=args.progress)
         print(f"minivit: {cfg['preset']} preset on {args.device}, output in {out}")
         records, code = train(cfg, out, args.device, data, resume, args.progress)
-    except (ValueError, RuntimeError, FileNotFoundError, FloatingPointError) as e:
+    except (ValueError, RuntimeError, OSError, FloatingPointError) as e:   # OSError: e.g. a read-only data dir
         print(f"error: {e}", file=sys.stderr)
         return 2 if not isinstance(e, FloatingPointError) else 1
     if code == 0 and records:

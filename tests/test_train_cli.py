@@ -66,6 +66,11 @@ def test_train_resume_evaluate(tmp_path, archive, capsys, monkeypatch):
     assert run(["--out", str(full), *TINY], tmp_path, archive) == 0
     for name in ("config.json", "metrics.jsonl", "last.npz", "best.npz"):
         assert (full / name).is_file(), name
+    try:
+        import matplotlib  # noqa: F401
+        assert (full / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    except ImportError:
+        pass
     ep_full, steps_full = epochs(full)
     assert [r["epoch"] for r in ep_full] == [0, 1, 2]
     assert steps_full and all(np.isfinite(r["loss"]) for r in steps_full)
