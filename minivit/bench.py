@@ -12,7 +12,6 @@ GPU: the allocator's peak).
 """
 import argparse
 import json
-import resource
 import statistics
 import subprocess
 import sys
@@ -147,9 +146,25 @@ def _peak_child(framework, shape_name, batch, device):
             peak = pool.total_bytes() - base
         print(json.dumps(peak / 2**20))
         return
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    # The peak resident set size (VmHWM) is inherited from the parent across fork, so reset
+    # it first (Linux: writing 5 to clear_refs), then peak growth over the current RSS.
+    base = _status_kib("VmRSS")
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        print(json.dumps(float("nan")))
+        return
     step(), step()
-    print(json.dumps((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024))
+    print(json.dumps((_status_kib("VmHWM") - base) / 1024))
+
+
+def _status_kib(field):
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise OSError(f"no {field} in /proc/self/status")
 
 
 def peak_memory(framework, shape_name, batch, device):

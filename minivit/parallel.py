@@ -107,3 +107,32 @@ def bmm(a, b):
         np.matmul(a[start:stop], b[start:stop], out=out[start:stop])
     _run(work, a.shape[0])
     return out
+
+
+def matmul(a, b):
+    """a @ b for 2-D a (M, K), with the rows of a split across threads (each thread one
+    BLAS call). Used only when BLAS itself runs single-threaded (see `blas_threads`)."""
+    if not isinstance(a, np.ndarray) or not SPLIT_GEMM or a.shape[0] < 256:
+        return a @ b
+    out = np.empty((a.shape[0], b.shape[-1]), dtype=np.result_type(a, b))
+
+    def work(start, stop):
+        np.matmul(a[start:stop], b, out=out[start:stop])
+    _run(work, a.shape[0])
+    return out
+
+
+def matmul_tn(a, b):
+    """a.T @ b for a (M, K), b (M, N): the sum over M split across threads, partial
+    products added at the end."""
+    if not isinstance(a, np.ndarray) or not SPLIT_GEMM or a.shape[0] < 256:
+        return a.T @ b
+    parts = []
+
+    def work(start, stop):
+        parts.append(a[start:stop].T @ b[start:stop])
+    _run(work, a.shape[0])
+    return sum(parts[1:], parts[0])
+
+
+SPLIT_GEMM = os.environ.get("MINIVIT_SPLIT_GEMM", "0") == "1"
