@@ -135,4 +135,6 @@ def matmul_tn(a, b):
     return sum(parts[1:], parts[0])
 
 
+# Experimental: MINIVIT_SPLIT_GEMM=1 (with OPENBLAS_NUM_THREADS=1) splits the linear layers'
+# GEMMs over minivit's threads instead of OpenBLAS's.
 SPLIT_GEMM = os.environ.get("MINIVIT_SPLIT_GEMM", "0") == "1"

@@ -44,3 +44,12 @@ def test_bmm_matches_matmul(threads):
     b = rng.standard_normal((5, 3, 6, 2)).astype(np.float32)
     np.testing.assert_array_equal(bmm(a, b), a @ b)
     np.testing.assert_array_equal(bmm(a, a.swapaxes(-1, -2)), a @ a.swapaxes(-1, -2))
+
+
+def test_split_gemm_matches_blas(threads, monkeypatch):
+    """MINIVIT_SPLIT_GEMM=1: GEMMs split over our threads give BLAS's answer."""
+    monkeypatch.setattr(parallel, "SPLIT_GEMM", True)
+    rng = np.random.default_rng(2)
+    a, b, c = rng.standard_normal((300, 7)), rng.standard_normal((7, 5)), rng.standard_normal((300, 5))
+    np.testing.assert_allclose(parallel.matmul(a, b), a @ b, rtol=1e-12)
+    np.testing.assert_allclose(parallel.matmul_tn(a, c), a.T @ c, rtol=1e-12)
