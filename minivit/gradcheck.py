@@ -95,11 +95,17 @@ def check_arrays(f, arrays, analytic, dout=None, h=1e-3, num_checks=None, seed=0
 
     arrays:   {name: array f reads}      analytic: {name: hand-written gradient}
     """
-    errors = {}
+    return {name: rel_error(a, n)
+            for name, (a, n, _) in _sampled_pairs(f, arrays, analytic, dout, h, num_checks, seed).items()}
+
+
+def _sampled_pairs(f, arrays, analytic, dout, h, num_checks, seed):
+    """{name: (analytic, numerical, flat indices)} at the sampled elements of each array."""
+    pairs = {}
     for k, (name, x) in enumerate(arrays.items()):
         num, idx = numerical_gradient(f, x, dout, h, num_checks, seed + k)
-        errors[name] = rel_error(to_numpy(analytic[name]).reshape(-1)[idx], num.reshape(-1)[idx])
-    return errors
+        pairs[name] = (to_numpy(analytic[name]).reshape(-1)[idx], num.reshape(-1)[idx], idx)
+    return pairs
 
 
 def check_module(model, x, dout=None, h=1e-3, num_checks=20, seed=0, zero_atol=None):
@@ -125,11 +131,9 @@ def check_module(model, x, dout=None, h=1e-3, num_checks=20, seed=0, zero_atol=N
     dx = model.backward(dout)
     arrays = {"input": x, **{n: p.data for n, p in model.named_parameters()}}
     analytic = {"input": dx, **{n: p.grad for n, p in model.named_parameters()}}
-    f = lambda: model(x)  # noqa: E731
     errors, zeros = {}, {}
-    for k, (name, arr) in enumerate(arrays.items()):
-        num, idx = numerical_gradient(f, arr, dout, h, num_checks, seed + k)
-        a, n = to_numpy(analytic[name]).reshape(-1)[idx], num.reshape(-1)[idx]
+    pairs = _sampled_pairs(lambda: model(x), arrays, analytic, dout, h, num_checks, seed)
+    for name, (a, n, idx) in pairs.items():
         keep = np.ones(len(idx), bool)
         if zero_atol is not None:
             keep = (np.abs(a) >= zero_atol) | (np.abs(n) >= zero_atol)

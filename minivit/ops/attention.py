@@ -5,8 +5,8 @@
     out = concat_h(A_h v_h) W_proj^T + b_proj
 
 All heads are computed at once as a batch of matrices (B, H, ...): there is no loop over
-heads or tokens (`bmm` only splits that batch across CPU cores, minivit/parallel.py). Parameter names follow timm: qkv.weight (3D, D), qkv.bias, proj.weight
-(D, D), proj.bias.
+heads or tokens (`bmm` only splits that batch across CPU cores, minivit/parallel.py).
+Parameter names follow timm: qkv.weight (3D, D), qkv.bias, proj.weight (D, D), proj.bias.
 """
 from ..backend import get_array_module
 from ..parallel import bmm

@@ -5,13 +5,7 @@ overflowing: the largest exponent becomes exp(0) = 1. Along the last axis (atten
 the rows run in cache-sized chunks on every CPU core (`map_rows`, minivit/parallel.py).
 """
 from ..backend import get_array_module
-from ..parallel import map_rows
-
-
-def row_sum(x):
-    """Sum over the last axis of (R, n), keeping it: as a matrix-vector product with ones,
-    which BLAS does several times faster than NumPy's reduction along a short axis."""
-    return (x @ get_array_module(x).ones(x.shape[-1], dtype=x.dtype))[:, None]
+from ..parallel import map_rows, row_sum
 
 
 def _softmax(x, axis=-1):
