@@ -37,7 +37,7 @@ from .optim import AdamW, clip_grad_norm, cosine_lr
 PRESETS = {
     "cpu": dict(patch_size=4, embed_dim=128, depth=6, num_heads=4, mlp_ratio=2.0,
                 drop_rate=0.0, attn_drop_rate=0.0, drop_path=0.0, global_pool="avg",
-                head="linear", epochs=22, batch_size=128, lr=1e-3, min_lr=1e-5,
+                head="linear", epochs=21, batch_size=128, lr=1e-3, min_lr=1e-5,
                 weight_decay=0.05, warmup_epochs=2, label_smoothing=0.1, clip_grad=None,
                 crop_pad=4, hflip=True, mixup=0.0, cutmix=0.0, mix_prob=1.0),
     "gpu": dict(patch_size=4, embed_dim=384, depth=7, num_heads=12, mlp_ratio=2.0,
