@@ -21,6 +21,10 @@ from .backend import get_array_module
 CHUNK = 1 << 16          # elements per chunk and operand: 256 KB of float32 (fits in L2).
 # Much smaller chunks cost more than they save: each NumPy call re-takes the GIL.
 _pool = None
+# Experimental: MINIVIT_SPLIT_GEMM=1 (with OPENBLAS_NUM_THREADS=1) splits the linear layers'
+# GEMMs over minivit's threads instead of OpenBLAS's. Off by default: on the 2-core
+# development machine it measured slower than OpenBLAS's own threads.
+SPLIT_GEMM = os.environ.get("MINIVIT_SPLIT_GEMM", "0") == "1"
 
 
 def num_threads():
@@ -120,7 +124,7 @@ def bmm(a, b):
 
 def matmul(a, b):
     """a @ b for 2-D a (M, K), with the rows of a split across threads (each thread one
-    BLAS call). Used only when BLAS itself runs single-threaded (see `blas_threads`)."""
+    BLAS call). Only with SPLIT_GEMM, where BLAS itself should run single-threaded."""
     if not isinstance(a, np.ndarray) or not SPLIT_GEMM or a.shape[0] < 256:
         return a @ b
     out = np.empty((a.shape[0], b.shape[-1]), dtype=np.result_type(a, b))
@@ -136,14 +140,11 @@ def matmul_tn(a, b):
     products added at the end."""
     if not isinstance(a, np.ndarray) or not SPLIT_GEMM or a.shape[0] < 256:
         return a.T @ b
-    parts = []
+    parts = {}
 
     def work(start, stop):
-        parts.append(a[start:stop].T @ b[start:stop])
+        parts[start] = a[start:stop].T @ b[start:stop]
     _run(work, a.shape[0])
-    return sum(parts[1:], parts[0])
+    ordered = [parts[k] for k in sorted(parts)]   # a fixed order: the same sum every run
+    return sum(ordered[1:], ordered[0])
 
-
-# Experimental: MINIVIT_SPLIT_GEMM=1 (with OPENBLAS_NUM_THREADS=1) splits the linear layers'
-# GEMMs over minivit's threads instead of OpenBLAS's.
-SPLIT_GEMM = os.environ.get("MINIVIT_SPLIT_GEMM", "0") == "1"
