@@ -65,6 +65,7 @@ def main(argv=None):
 def _main(args):
     from .checkpoint import load_checkpoint
     from .data import Loader, load_cifar10
+    from .data_parallel import DataParallel
     from .train import make_model
     try:
         set_device(args.device)
@@ -75,7 +76,7 @@ def _main(args):
         x, y = data["x_test"], data["y_test"]
         if args.limit_test:
             x, y = x[:args.limit_test], y[:args.limit_test]
-        _, _, confusion = evaluate(model, Loader(x, y, args.batch_size), args.device)
+        _, _, confusion = evaluate(DataParallel(model), Loader(x, y, args.batch_size), args.device)
     except (ValueError, RuntimeError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

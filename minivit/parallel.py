@@ -12,6 +12,7 @@ On CuPy they just call the function on whole arrays (the GPU is already parallel
 Threads: MINIVIT_NUM_THREADS, else the number of CPUs this process may use.
 """
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -21,6 +22,7 @@ from .backend import get_array_module
 CHUNK = 1 << 16          # elements per chunk and operand: 256 KB of float32 (fits in L2).
 # Much smaller chunks cost more than they save: each NumPy call re-takes the GIL.
 _pool = None
+_local = threading.local()
 # Experimental: MINIVIT_SPLIT_GEMM=1 (with OPENBLAS_NUM_THREADS=1) splits the linear layers'
 # GEMMs over minivit's threads instead of OpenBLAS's. Off by default: on the 2-core
 # development machine it measured slower than OpenBLAS's own threads.
@@ -37,10 +39,16 @@ def num_threads():
         return max(1, os.cpu_count() or 1)
 
 
+def serial_in_this_thread():
+    """From now on, the calling thread runs these helpers' work itself (still in chunks):
+    for threads that each already own a core, such as data_parallel's."""
+    _local.serial = True
+
+
 def _run(work, n_items):
     """work(start, stop) over [0, n_items), split evenly across the thread pool."""
     global _pool
-    n = min(num_threads(), n_items)
+    n = 1 if getattr(_local, "serial", False) else min(num_threads(), n_items)
     if n <= 1:
         work(0, n_items)
         return

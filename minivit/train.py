@@ -17,13 +17,12 @@ import time
 import warnings
 from pathlib import Path
 
-import numpy as np
 from tqdm.auto import tqdm
 
-from . import ops
 from .backend import set_device, synchronize, to_device, xp_for
 from .checkpoint import load_checkpoint, save_checkpoint
 from .data import Augment, Loader, load_cifar10
+from .data_parallel import DataParallel
 from .evaluate import evaluate
 from .model import ViT
 from .nn import device_rng
@@ -168,6 +167,7 @@ def train(cfg, out, device="cpu", data=None, resume=None, progress=True):
     xp = xp_for(device)
     out.mkdir(parents=True, exist_ok=True)
     model = make_model(cfg, device)
+    dp = DataParallel(model)            # the batch split over the CPU cores (as is on a GPU)
     opt = AdamW(model.named_parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
     train_loader, test_loader = make_loaders(cfg, data)
     steps_per_epoch = len(train_loader)
@@ -214,16 +214,14 @@ def train(cfg, out, device="cpu", data=None, resume=None, progress=True):
                     x, y = to_device(xb, device), to_device(yb, device)   # one transfer per batch
                     opt.lr = cosine_lr(step, total_steps, cfg["lr"], warmup_steps, cfg["min_lr"])
                     model.rng = device_rng([cfg["seed"], 1, step], x)   # dropout masks
-                    logits = model(x)
-                    loss, cache = ops.cross_entropy_forward(logits, y, cfg["label_smoothing"])
+                    model.zero_grad()
+                    loss, logits = dp.forward_backward(x, y, cfg["label_smoothing"])
                     loss = float(loss)
-                    if not math.isfinite(loss):
+                    if not math.isfinite(loss):    # before the update: the weights stay good
                         raise FloatingPointError(
                             f"the loss became {loss} at epoch {epoch + 1}, step {step}: training "
                             f"stopped. The last good checkpoint is {out / 'last.npz'} (if any). "
                             "Try a lower --lr, --clip-grad 1.0 or more --warmup-epochs.")
-                    model.zero_grad()
-                    model.backward(ops.cross_entropy_backward(1.0, cache))
                     if cfg["clip_grad"]:
                         clip_grad_norm(model.named_parameters(), cfg["clip_grad"])
                     opt.step()
@@ -255,7 +253,7 @@ def train(cfg, out, device="cpu", data=None, resume=None, progress=True):
                     tqdm.write(f"saved {out / 'last.npz'} (epoch {epoch + 1}, step {step}); "
                                f"continue with: python -m minivit.train cifar10 --resume {out}")
                     return records, 130
-                test_loss, test_acc, _ = evaluate(model, test_loader, device)
+                test_loss, test_acc, _ = evaluate(dp, test_loader, device)
                 seen = max(partial["seen"], 1)
                 busy = partial["time"] + partial["data_time"]
                 rec = dict(type="epoch", epoch=epoch, step=step, train_loss=partial["loss"] / seen,

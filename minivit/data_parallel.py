@@ -1,0 +1,132 @@
+"""Data parallelism on the CPU cores: each thread runs a slice of the batch.
+
+The loss is a mean over the batch, so its gradient is a sum of per-slice gradients:
+
+    L = sum_i (B_i / B) L_i     =>     dL/dW = sum_i (B_i / B) dL_i/dW
+
+Every thread runs forward + backward of its slice through its own *replica* of the model
+(the same weight arrays, but its own caches and gradients), with single-threaded BLAS;
+the replicas' gradients are then added into the model's. The threads meet once per step,
+not once per operation, and NumPy releases the GIL inside its loops and BLAS calls, so a
+step runs on all cores at once. This is what PyTorch's DistributedDataParallel does across
+processes, inside one process.
+
+On CuPy (or with one thread) everything runs on the whole batch, unchanged.
+"""
+import copy
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from . import ops, parallel
+
+_blas = None
+
+
+def _one_blas_thread():
+    """A context in which BLAS (OpenBLAS, MKL, ...) runs single-threaded: the cores are
+    already busy with one slice each, and a threaded BLAS called from two threads at once
+    oversubscribes them."""
+    global _blas
+    if _blas is None:
+        from threadpoolctl import ThreadpoolController
+        _blas = ThreadpoolController()
+    return _blas.limit(limits=1, user_api="blas")
+
+
+def _replica(model):
+    """A copy of model's modules that shares its parameter arrays (no caches, no grads)."""
+    memo = {}
+    for _, p in model.named_parameters():
+        memo[id(p.data)] = p.data                     # shared, not copied
+        if p.grad is not None:
+            memo[id(p.grad)] = None
+    for m in model.modules():
+        if getattr(m, "cache", None) is not None:
+            memo[id(m.cache)] = None
+    return copy.deepcopy(model, memo)
+
+
+class DataParallel:
+    """Wraps a model; `forward_backward(x, y)` is the loss and backward pass of the whole
+    batch, `dp(x)` its forward pass. Both split the batch over `num_threads` threads
+    (default: minivit.parallel.num_threads(), i.e. MINIVIT_NUM_THREADS or the CPU count)."""
+
+    def __init__(self, model, num_threads=None):
+        self.model = model
+        self.n = num_threads or parallel.num_threads()
+        if model.xp is not np:
+            self.n = 1                  # a GPU is already parallel
+        self.replicas = [model] + [_replica(model) for _ in range(self.n - 1)]
+        self._pool = ThreadPoolExecutor(self.n, thread_name_prefix="minivit-dp") if self.n > 1 else None
+
+    # the model's mode switches, so that code written for a model takes a DataParallel
+    def train(self, mode=True):
+        for m in self.replicas:
+            m.train(mode)
+        return self
+
+    def eval(self):
+        return self.train(False)
+
+    def _slices(self, B):
+        bounds = np.linspace(0, B, min(self.n, B) + 1).astype(int).tolist()
+        # Python ints: a NumPy float64 scale (np.int64 / int) would turn float32 math float64
+        return [slice(lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:])]
+
+    def _sync(self, k):
+        """Point replicas 1..k-1 at the model's current arrays (load_state_dict replaces
+        them) and mode, and give each its own dropout generator, seeded from the model's
+        (so a run stays reproducible from its seed)."""
+        params = [p for _, p in self.model.named_parameters()]
+        seeds = self.model.rng.integers(0, 2 ** 63, size=k - 1).tolist()
+        for rep, seed in zip(self.replicas[1:k], seeds):
+            for p, (_, q) in zip(params, rep.named_parameters()):
+                q.data = p.data
+            rep.train(self.model.training)
+            rep.rng = np.random.default_rng(seed)
+
+    def _map(self, work, B):
+        """work(replica, slice) on every slice, each in its own thread."""
+        slices = self._slices(B)
+        self._sync(len(slices))
+
+        def run(i):
+            parallel.serial_in_this_thread()
+            return work(self.replicas[i], slices[i])
+        with _one_blas_thread():
+            return list(self._pool.map(run, range(len(slices))))
+
+    def forward(self, x):
+        """Logits (B, K) of the whole batch."""
+        if self.n == 1 or len(x) < 2:
+            return self.model(x)
+        logits = self._map(lambda m, s: m(x[s]), len(x))
+        return np.concatenate(logits)
+
+    __call__ = forward
+
+    def forward_backward(self, x, y, label_smoothing=0.0):
+        """Cross-entropy of the whole batch and its backward pass: the gradients are added
+        into the model's .grad (as model.backward does). Returns (loss, logits)."""
+        B = len(x)
+        if self.n == 1 or B < 2:
+            logits = self.model(x)
+            loss, cache = ops.cross_entropy_forward(logits, y, label_smoothing)
+            self.model.backward(ops.cross_entropy_backward(1.0, cache))
+            return loss, logits
+
+        def work(m, s):
+            if m is not self.model:
+                m.zero_grad()
+            logits = m(x[s])
+            loss, cache = ops.cross_entropy_forward(logits, y[s], label_smoothing)
+            m.backward(ops.cross_entropy_backward((s.stop - s.start) / B, cache))
+            return loss * ((s.stop - s.start) / B), logits
+        results = self._map(work, B)
+        params = [p for _, p in self.model.named_parameters()]
+        for rep in self.replicas[1:len(results)]:      # a fixed order: the same sum every run
+            for p, (_, q) in zip(params, rep.named_parameters()):
+                p.accumulate(q.grad)
+        loss = sum(r[0] for r in results[1:]) + results[0][0]
+        return loss, np.concatenate([r[1] for r in results])
