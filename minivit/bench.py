@@ -15,6 +15,7 @@ import json
 import statistics
 import subprocess
 import sys
+import threading
 import time
 
 import numpy as np
@@ -180,21 +181,29 @@ def peak_memory(framework, shape_name, batch, device):
 
 # --- per-layer profile --------------------------------------------------------------------
 class Profiler:
-    """Wraps functions/methods so their time adds up under a category."""
+    """Wraps functions/methods so their time adds up under a category.
+
+    On the CPU the data-parallel threads run layers at the same time, so wall-clock
+    intervals would overlap: each call is charged the CPU time of its own thread
+    (time.thread_time; BLAS runs in the calling thread there). On a GPU: wall-clock time
+    between device synchronisations."""
 
     def __init__(self, xp):
         self.xp, self.totals, self.undo = xp, {}, []
+        self.clock = time.perf_counter if xp is not np else time.thread_time
 
     def wrap(self, owner, name, category):
         fn = getattr(owner, name)
-        totals, xp = self.totals, self.xp
+        totals, xp, clock = self.totals, self.xp, self.clock
+        lock = threading.Lock()
 
         def timed(*args, **kwargs):
             synchronize(xp)
-            t = time.perf_counter()
+            t = clock()
             out = fn(*args, **kwargs)
             synchronize(xp)
-            totals[category] = totals.get(category, 0.0) + time.perf_counter() - t
+            with lock:
+                totals[category] = totals.get(category, 0.0) + clock() - t
             return out
         setattr(owner, name, timed)
         self.undo.append((owner, name, fn))
@@ -219,19 +228,22 @@ def profile(shape, batch, device, steps):
         prof.wrap(nn_mod.Linear, d, "head")
         prof.wrap(ops, f"cross_entropy_{d}", "loss")
     prof.wrap(optim_mod.AdamW, "step", "optimiser (AdamW)")
+    cpu_total = time.process_time if xp is np else time.perf_counter
     try:
         _, _, step, _ = minivit_setup(shape, batch, device)
         step()
         prof.totals.clear()
-        t = time.perf_counter()
+        t, c = time.perf_counter(), cpu_total()
         for _ in range(steps):
             step()
-        total = time.perf_counter() - t
+        wall, total = time.perf_counter() - t, cpu_total() - c
     finally:
         prof.restore()
     rows = sorted(prof.totals.items(), key=lambda kv: -kv[1])
     rows.append(("other (residuals, [CLS]/pos, pooling, Python)", total - sum(prof.totals.values())))
-    print(f"\nwhere a training step's time goes ({steps} steps, {total / steps * 1e3:.0f} ms/step):")
+    kind = "CPU time, all threads" if xp is np else "GPU, wall-clock"
+    print(f"\nwhere a training step's time goes ({steps} steps, {wall / steps * 1e3:.0f} ms/step "
+          f"wall-clock; {kind}: {total / steps * 1e3:.0f} ms/step):")
     for name, t in rows:
         print(f"  {name:48s} {t / steps * 1e3:8.1f} ms  {100 * t / total:5.1f}%")
 
