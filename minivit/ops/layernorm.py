@@ -3,10 +3,11 @@
     mu = mean(x),  var = mean((x - mu)^2),  xhat = (x - mu) / sqrt(var + eps)
     y = gamma * xhat + beta
 
-eps = 1e-6, as in timm's ViT (PyTorch's nn.LayerNorm default is 1e-5). The cache keeps x
-and the per-row mu and 1/sqrt(var + eps); xhat is recomputed in the backward pass, which
-is cheaper than storing another activation-sized array. The row formulas below run in
-cache-sized chunks on every CPU core (`map_rows`, minivit/parallel.py).
+eps = 1e-6, as in timm's ViT (PyTorch's nn.LayerNorm default is 1e-5). The cache keeps
+xhat and the per-row 1/sqrt(var + eps), which is all the backward pass needs. Keeping
+xhat rather than x costs no memory: x (the residual stream) is not needed by anything
+else in backward, so it is freed instead. The row formulas below run in cache-sized
+chunks on every CPU core (`map_rows`, minivit/parallel.py).
 """
 from ..backend import get_array_module
 from ..parallel import map_rows, row_sum
@@ -20,41 +21,43 @@ def row_mean(x):
 
 
 def _normalize(x, gamma, beta, eps):
-    """Rows of x (R, D) -> y, mu (R, 1), rstd (R, 1)."""
+    """Rows of x (R, D) -> y, xhat (R, D) and rstd (R, 1)."""
     xp = get_array_module(x)
     mu = row_mean(x)
-    xc = x - mu
-    var = row_mean(xc * xc)
+    xhat = x - mu
+    var = row_mean(xhat * xhat)
     rstd = 1.0 / xp.sqrt(var + eps)
-    xc *= rstd                      # xc is now xhat
-    xc *= gamma
-    xc += beta
-    return xc, mu, rstd
+    xhat *= rstd
+    y = xhat * gamma
+    y += beta
+    return y, xhat, rstd
 
 
-def _normalize_grad(dy, x, mu, rstd, gamma):
+def _normalize_grad(dy, xhat, rstd, gamma):
     """Rows (R, D) -> dx, and this chunk's sums for dgamma and dbeta.
 
     With g = dy * gamma (the gradient w.r.t. xhat), differentiating through mu and var:
         dx = rstd * (g - mean(g) - xhat * mean(g * xhat))
     """
-    xhat = (x - mu) * rstd
     g = dy * gamma
-    dx = g - row_mean(g) - xhat * row_mean(g * xhat)
-    dx *= rstd
-    return dx, (dy * xhat).sum(axis=0), dy.sum(axis=0)
+    gx = g * xhat
+    m2 = row_mean(gx)
+    g -= row_mean(g)
+    g -= xhat * m2
+    g *= rstd
+    return g, (dy * xhat).sum(axis=0), dy.sum(axis=0)
 
 
 # --- layernorm: forward ----------------------------------------------------------------
 def layernorm_forward(x, gamma, beta, eps=EPS):
-    """x: (..., D), gamma/beta: (D,) -> y: (..., D). Cache: (x, mu, rstd, gamma)."""
-    y, mu, rstd = map_rows(lambda x, g, b: _normalize(x, g, b, eps), x, gamma, beta, n_out=3)
-    return y, (x, mu, rstd, gamma)
+    """x: (..., D), gamma/beta: (D,) -> y: (..., D). Cache: (xhat, rstd, gamma)."""
+    y, xhat, rstd = map_rows(lambda x, g, b: _normalize(x, g, b, eps), x, gamma, beta, n_out=3)
+    return y, (xhat, rstd, gamma)
 
 
 # --- layernorm: backward ---------------------------------------------------------------
 def layernorm_backward(dy, cache):
     """dx as in _normalize_grad; dgamma = sum(dy * xhat), dbeta = sum(dy) over every
     leading axis. Returns dx (..., D), dgamma (D,), dbeta (D,)."""
-    x, mu, rstd, gamma = cache
-    return map_rows(_normalize_grad, dy, x, mu, rstd, gamma, n_out=1, n_sums=2)
+    xhat, rstd, gamma = cache
+    return map_rows(_normalize_grad, dy, xhat, rstd, gamma, n_out=1, n_sums=2)
