@@ -50,7 +50,11 @@ def _replica(model):
 class DataParallel:
     """Wraps a model; `forward_backward(x, y)` is the loss and backward pass of the whole
     batch, `dp(x)` its forward pass. Both split the batch over `num_threads` threads
-    (default: minivit.parallel.num_threads(), i.e. MINIVIT_NUM_THREADS or the CPU count)."""
+    (default: minivit.parallel.num_threads(), i.e. MINIVIT_NUM_THREADS or the CPU count).
+
+    The results equal the unsplit pass to float round-off (the batch sums are added in
+    another order), except dropout masks: with more than one thread each replica draws
+    its own, from a generator seeded by the model's `rng`."""
 
     def __init__(self, model, num_threads=None):
         self.model = model
@@ -101,6 +105,7 @@ class DataParallel:
         """Logits (B, K) of the whole batch."""
         if self.n == 1 or len(x) < 2:
             return self.model(x)
+        x = self.model._check_input(x)      # errors name the whole batch, not a slice
         logits = self._map(lambda m, s: m(x[s]), len(x))
         return np.concatenate(logits)
 
@@ -109,7 +114,10 @@ class DataParallel:
     def forward_backward(self, x, y, label_smoothing=0.0):
         """Cross-entropy of the whole batch and its backward pass: the gradients are added
         into the model's .grad (as model.backward does). Returns (loss, logits)."""
+        x = self.model._check_input(x)      # errors name the whole batch, not a slice
         B = len(x)
+        if len(y) != B:
+            raise ValueError(f"got {B} images but {len(y)} targets")
         if self.n == 1 or B < 2:
             logits = self.model(x)
             loss, cache = ops.cross_entropy_forward(logits, y, label_smoothing)

@@ -130,3 +130,14 @@ def test_one_thread_is_the_plain_model():
     assert float(loss) == float(loss_ref)
     for (name, p), (_, q) in zip(ref.named_parameters(), model.named_parameters()):
         np.testing.assert_array_equal(q.grad, p.grad, err_msg=name)
+
+
+def test_bad_input_is_a_clear_error_about_the_whole_batch():
+    x, y = data(8)
+    dp = DataParallel(make(), 2)
+    with pytest.raises(ValueError, match="8 images but 7 targets"):
+        dp.forward_backward(x, y[:7])
+    with pytest.raises(ValueError, match=r"got shape \(8, 3, 12, 12\)"):
+        dp.forward_backward(np.zeros((8, 3, 12, 12)), y)
+    with pytest.raises(ValueError, match=r"got shape \(8, 3, 12, 12\)"):
+        dp(np.zeros((8, 3, 12, 12)))
