@@ -62,6 +62,9 @@ class DataParallel:
         if model.xp is not np:
             self.n = 1                  # a GPU is already parallel
         self.replicas = [model] + [_replica(model) for _ in range(self.n - 1)]
+        # each replica's Parameter objects, in one order (load_state_dict swaps their
+        # arrays, never the objects, so these lists stay valid)
+        self._params = [[p for _, p in m.named_parameters()] for m in self.replicas]
         self._pool = ThreadPoolExecutor(self.n, thread_name_prefix="minivit-dp") if self.n > 1 else None
 
     # the model's mode switches, so that code written for a model takes a DataParallel
@@ -82,10 +85,9 @@ class DataParallel:
         """Point replicas 1..k-1 at the model's current arrays (load_state_dict replaces
         them) and mode, and give each its own dropout generator, seeded from the model's
         (so a run stays reproducible from its seed)."""
-        params = [p for _, p in self.model.named_parameters()]
         seeds = self.model.rng.integers(0, 2 ** 63, size=k - 1).tolist()
-        for rep, seed in zip(self.replicas[1:k], seeds):
-            for p, (_, q) in zip(params, rep.named_parameters()):
+        for rep, rep_params, seed in zip(self.replicas[1:k], self._params[1:k], seeds):
+            for p, q in zip(self._params[0], rep_params):
                 q.data = p.data
             rep.train(self.model.training)
             rep.rng = np.random.default_rng(seed)
@@ -118,11 +120,6 @@ class DataParallel:
         B = len(x)
         if len(y) != B:
             raise ValueError(f"got {B} images but {len(y)} targets")
-        if self.n == 1 or B < 2:
-            logits = self.model(x)
-            loss, cache = ops.cross_entropy_forward(logits, y, label_smoothing)
-            self.model.backward(ops.cross_entropy_backward(1.0, cache))
-            return loss, logits
 
         def work(m, s):
             if m is not self.model:
@@ -131,10 +128,11 @@ class DataParallel:
             loss, cache = ops.cross_entropy_forward(logits, y[s], label_smoothing)
             m.backward(ops.cross_entropy_backward((s.stop - s.start) / B, cache))
             return loss * ((s.stop - s.start) / B), logits
+
+        if self.n == 1 or B < 2:
+            return work(self.model, slice(0, B))         # scale 1: the plain model
         results = self._map(work, B)
-        params = [p for _, p in self.model.named_parameters()]
-        for rep in self.replicas[1:len(results)]:      # a fixed order: the same sum every run
-            for p, (_, q) in zip(params, rep.named_parameters()):
+        for rep_params in self._params[1:len(results)]:  # a fixed order: the same sum every run
+            for p, q in zip(self._params[0], rep_params):
                 p.accumulate(q.grad)
-        loss = sum(r[0] for r in results[1:]) + results[0][0]
-        return loss, np.concatenate([r[1] for r in results])
+        return sum(r[0] for r in results), np.concatenate([r[1] for r in results])

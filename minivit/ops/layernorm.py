@@ -40,8 +40,7 @@ def _normalize_grad(dy, xhat, rstd, gamma):
         dx = rstd * (g - mean(g) - xhat * mean(g * xhat))
     """
     g = dy * gamma
-    gx = g * xhat
-    m2 = row_mean(gx)
+    m2 = row_mean(g * xhat)
     g -= row_mean(g)
     g -= xhat * m2
     g *= rstd
