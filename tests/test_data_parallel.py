@@ -42,6 +42,36 @@ def test_same_loss_logits_and_grads_as_one_pass(n, B, soft, ls):
         np.testing.assert_allclose(q.grad, p.grad, rtol=1e-10, atol=1e-14, err_msg=name)
 
 
+@pytest.mark.parametrize("n, B, micro", [(1, 7, 2), (2, 10, 3), (2, 8, 1), (3, 7, 100)])
+def test_micro_batches_accumulate_to_the_one_pass_gradient(n, B, micro):
+    ref, model = make(), make()
+    x, y = data(B)
+    loss_ref, logits_ref = serial(ref, x, y, 0.1)
+    dp = DataParallel(model, n, micro_batch=micro)
+    assert all(c.stop - c.start <= micro for s in dp._slices(B) for c in dp._micro(s))
+    loss, logits = dp.forward_backward(x, y, 0.1)
+    np.testing.assert_allclose(loss, loss_ref, rtol=1e-12)
+    np.testing.assert_allclose(logits, logits_ref, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(dp(x), logits_ref, rtol=1e-12, atol=1e-14)
+    for (name, p), (_, q) in zip(ref.named_parameters(), model.named_parameters()):
+        np.testing.assert_allclose(q.grad, p.grad, rtol=1e-10, atol=1e-14, err_msg=name)
+
+
+def test_micro_batches_run_one_after_another_through_the_model(monkeypatch):
+    model = make()
+    sizes = []
+    forward = type(model).forward
+    monkeypatch.setattr(type(model), "forward", lambda self, x: sizes.append(len(x)) or forward(self, x))
+    x, y = data(9)
+    DataParallel(model, 1, micro_batch=4).forward_backward(x, y)
+    assert sizes == [3, 3, 3]                 # ceil(9 / 4) = 3 near-equal micro-batches
+    sizes.clear()
+    DataParallel(model, 1, micro_batch=None).forward_backward(x, y)
+    assert sizes == [9]
+    with pytest.raises(ValueError, match="micro_batch must be a positive"):
+        DataParallel(model, 1, micro_batch=0)
+
+
 def test_float32_stays_float32_and_matches_to_round_off():
     ref, model = make(np.float32), make(np.float32)
     x, y = data(8)
