@@ -46,6 +46,33 @@ def test_gelu_exact_definition(xp):
     assert np.abs(np.asarray(got.tolist()) - ref).max() < 1e-15
 
 
+def test_float32_normal_cdf_to_round_off():
+    from minivit.ops.gelu import normal_cdf
+    x = np.concatenate([np.linspace(-9, 9, 200001), [-1e30, -100, 100, 1e30]]).astype(np.float32)
+    ref = np.array([0.5 * math.erfc(-float(v) / math.sqrt(2)) for v in x])
+    got = normal_cdf(x)
+    assert got.dtype == np.float32
+    assert np.abs(got - ref).max() < 1.5e-7           # ~ one float32 ulp of 1
+    assert got[-1] == 1.0 and got[-4] == 0.0          # saturates exactly, no overflow
+    assert (np.diff(got[:-4]) >= 0).all()             # monotone
+
+
+def test_float32_gelu_and_derivative_match_float64():
+    x = np.linspace(-9, 9, 100001)
+    y64, d64 = ops.gelu_forward(x)
+    y32, d32 = ops.gelu_forward(x.astype(np.float32))
+    assert y32.dtype == d32.dtype == np.float32
+    assert np.abs(y32 - y64).max() < 1e-6             # x Phi(x): |x| <= 9 times ~1e-7
+    assert np.abs(d32 - d64).max() < 3e-7
+
+
+def test_float32_coefficients_are_the_fit():
+    from minivit.ops import gelu, gelu_fit
+    np.testing.assert_allclose(gelu._H32, gelu_fit.fit_h(), rtol=1e-6)
+    assert gelu._H32[-1] == pytest.approx(math.sqrt(2 / math.pi), rel=1e-6)
+    assert gelu._H32[-2] / gelu._H32[-1] == pytest.approx(1 / 3 / (math.pi / 2) - 1 / 6, rel=1e-3)
+
+
 def test_gelu_tanh_is_close_but_not_equal(xp):
     x = xp.asarray(np.linspace(-5, 5, 101))
     exact, _ = ops.gelu_forward(x)
