@@ -108,11 +108,31 @@ def map_rows(fn, *arrays, n_out=1, n_sums=0):
     return tuple(outs) if len(outs) > 1 else outs[0]
 
 
+_ones = {}
+
+
+def ones(xp, n, dtype):
+    """A cached read-only vector of n ones (made once per length, not once per call)."""
+    key = (xp.__name__, n, np.dtype(dtype).str)
+    v = _ones.get(key)
+    if v is None:
+        v = _ones[key] = xp.ones(n, dtype=dtype)
+        if xp is np:
+            v.flags.writeable = False
+    return v
+
+
 def row_sum(x):
     """Sum over the last axis of (R, n), keeping it: (R, 1). Written as a matrix-vector
     product with ones, which BLAS does several times faster than NumPy's reduction along
     a short axis (softmax rows of 65, LayerNorm rows of 128)."""
-    return (x @ get_array_module(x).ones(x.shape[-1], dtype=x.dtype))[:, None]
+    return (x @ ones(get_array_module(x), x.shape[-1], x.dtype))[:, None]
+
+
+def col_sum(x):
+    """Sum over the rows of (R, n): (n,). The same trick (ones @ x), ~3x faster than
+    x.sum(axis=0), which adds up the rows one after another."""
+    return ones(get_array_module(x), x.shape[0], x.dtype) @ x
 
 
 def bmm(a, b):

@@ -36,10 +36,15 @@ def sdpa_backward(dctx, cache):
     """Through ctx = A v:  dA = dctx v^T, dv = A^T dctx;  then softmax and s = (q scale) k^T:
     dq = ds k * scale,  dk = ds^T (q scale).  Returns dq, dk, dv, each (B, H, N, Dh)."""
     qs, kt, v, a_drop, c_soft, c_drop, scale = cache
+    xp = get_array_module(dctx)
     dv = bmm(a_drop.swapaxes(-1, -2), dctx)                   # (B, H, N, N) @ (B, H, N, Dh)
-    da = dropout_backward(bmm(dctx, v.swapaxes(-1, -2)), c_drop)   # (B, H, N, N)
+    # v^T and k as contiguous copies: BLAS multiplies these thin (K = Dh) matrices ~1.6x
+    # faster than through transposed views, more than paying for the copies
+    vt = xp.ascontiguousarray(v.swapaxes(-1, -2))             # (B, H, N, Dh) -> (B, H, Dh, N)
+    da = dropout_backward(bmm(dctx, vt), c_drop)              # (B, H, N, Dh) @ (B, H, Dh, N)
     ds = softmax_backward(da, c_soft)
-    dq = bmm(ds, kt.swapaxes(-1, -2))                         # (B, H, N, N) @ (B, H, N, Dh)
+    k = xp.ascontiguousarray(kt.swapaxes(-1, -2))             # (B, H, Dh, N) -> (B, H, N, Dh)
+    dq = bmm(ds, k)                                           # (B, H, N, N) @ (B, H, N, Dh)
     dq *= scale
     dk = bmm(ds.swapaxes(-1, -2), qs)
     return dq, dk, dv

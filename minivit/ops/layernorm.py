@@ -10,7 +10,7 @@ else in backward, so it is freed instead. The row formulas below run in cache-si
 chunks on every CPU core (`map_rows`, minivit/parallel.py).
 """
 from ..backend import get_array_module
-from ..parallel import map_rows, row_sum
+from ..parallel import col_sum, map_rows, row_sum
 
 EPS = 1e-6
 
@@ -44,7 +44,7 @@ def _normalize_grad(dy, xhat, rstd, gamma):
     g -= row_mean(g)
     g -= xhat * m2
     g *= rstd
-    return g, (dy * xhat).sum(axis=0), dy.sum(axis=0)
+    return g, col_sum(dy * xhat), col_sum(dy)
 
 
 # --- layernorm: forward ----------------------------------------------------------------

@@ -4,7 +4,7 @@ W is stored as (out, in), PyTorch's and timm's layout, so weights load unchanged
 `matmul` / `matmul_tn` are plain matrix products (minivit/parallel.py may split them
 across CPU threads).
 """
-from ..parallel import matmul, matmul_tn
+from ..parallel import col_sum, matmul, matmul_tn
 
 
 # --- linear: forward -------------------------------------------------------------------
@@ -32,5 +32,5 @@ def linear_backward(dy, cache):
     x2 = x.reshape(-1, x.shape[-1])     # (..., Din)  -> (M, Din)
     dx = matmul(dy2, w).reshape(x.shape)  # (M, Din) -> (..., Din)
     dw = matmul_tn(dy2, x2)               # dy2^T x2: (Dout, M) @ (M, Din)
-    db = dy2.sum(axis=0) if has_bias else None
+    db = col_sum(dy2) if has_bias else None
     return dx, dw, db
