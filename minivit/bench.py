@@ -22,7 +22,7 @@ import numpy as np
 
 from . import ops
 from .backend import set_device, synchronize, to_device, xp_for
-from .data_parallel import DataParallel
+from .data_parallel import MICRO_BATCH, DataParallel
 from .model import ViT
 from .optim import AdamW
 from .train import PRESETS
@@ -52,7 +52,7 @@ def train_flops(shape, batch, img=32, num_classes=10):
 
 
 # --- the two step functions ---------------------------------------------------------------
-def minivit_setup(shape, batch, device, seed=0):
+def minivit_setup(shape, batch, device, seed=0, micro_batch=MICRO_BATCH):
     xp = xp_for(device)
     model = ViT(**shape, seed=seed, device=device)
     opt = AdamW(model.named_parameters(), lr=1e-4, weight_decay=0.05)
@@ -60,7 +60,8 @@ def minivit_setup(shape, batch, device, seed=0):
     x = to_device(rng.standard_normal((batch, 3, 32, 32)).astype(np.float32), device)
     y = to_device(rng.integers(0, 10, batch), device)
 
-    dp = DataParallel(model)    # as the training command runs it: the batch split over cores
+    # as the training command runs it: the batch split over cores, in micro-batches
+    dp = DataParallel(model, micro_batch=micro_batch or None)
 
     def step():
         model.zero_grad()
@@ -127,10 +128,10 @@ def time_alternating(fns, steps, warmup):
 
 
 # --- peak memory, in a child process ------------------------------------------------------
-def _peak_child(framework, shape_name, batch, device):
+def _peak_child(framework, shape_name, batch, device, micro_batch):
     """Runs in a fresh process: prints the peak memory of two training steps in MiB."""
     set_device(device)
-    model, _, step, _ = minivit_setup(SHAPES[shape_name], batch, device)
+    model, _, step, _ = minivit_setup(SHAPES[shape_name], batch, device, micro_batch=micro_batch)
     if framework == "torch":
         step, _ = torch_setup(model, batch, device)
     if device == "cuda":
@@ -169,9 +170,9 @@ def _status_kib(field):
     raise OSError(f"no {field} in /proc/self/status")
 
 
-def peak_memory(framework, shape_name, batch, device):
+def peak_memory(framework, shape_name, batch, device, micro_batch=MICRO_BATCH):
     cmd = [sys.executable, "-m", "minivit.bench", "--peak-child", framework, shape_name,
-           str(batch), device]
+           str(batch), device, str(micro_batch)]
     try:
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=True)
         return float(out.stdout.strip().splitlines()[-1])
@@ -213,7 +214,7 @@ class Profiler:
             setattr(owner, name, fn)
 
 
-def profile(shape, batch, device, steps):
+def profile(shape, batch, device, steps, micro_batch=MICRO_BATCH):
     from . import nn as nn_mod
     from . import optim as optim_mod
     from .ops import block as block_mod
@@ -230,7 +231,7 @@ def profile(shape, batch, device, steps):
     prof.wrap(optim_mod.AdamW, "step", "optimiser (AdamW)")
     cpu_total = time.process_time if xp is np else time.perf_counter
     try:
-        _, _, step, _ = minivit_setup(shape, batch, device)
+        _, _, step, _ = minivit_setup(shape, batch, device, micro_batch=micro_batch)
         step()
         prof.totals.clear()
         t, c = time.perf_counter(), cpu_total()
@@ -251,7 +252,7 @@ def profile(shape, batch, device, steps):
 # --- the command --------------------------------------------------------------------------
 def main(argv=None):
     if argv is None and len(sys.argv) > 1 and sys.argv[1] == "--peak-child":
-        return _peak_child(*sys.argv[2:4], int(sys.argv[4]), sys.argv[5])
+        return _peak_child(*sys.argv[2:4], int(sys.argv[4]), sys.argv[5], int(sys.argv[6]))
     p = argparse.ArgumentParser(prog="python -m minivit.bench", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--shapes", nargs="+", choices=list(SHAPES), default=["tiny", "small"])
@@ -262,7 +263,11 @@ def main(argv=None):
     p.add_argument("--no-torch", action="store_true", help="time minivit only")
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
     p.add_argument("--profile", action="store_true", help="per-layer breakdown of a step")
+    p.add_argument("--micro-batch", type=int, default=MICRO_BATCH,
+                   help="images per micro-batch on each CPU core (0: the core's whole slice at once)")
     args = p.parse_args(argv)
+    if args.micro_batch < 0:
+        p.error(f"--micro-batch must be 0 (off) or a positive number of images, got {args.micro_batch}")
     set_device(args.device)
     try:
         import torch
@@ -280,13 +285,14 @@ def main(argv=None):
     for name in args.shapes:
         for batch in args.batch:
             shape = SHAPES[name]
-            model, _, step, infer = minivit_setup(shape, batch, args.device)
+            model, _, step, infer = minivit_setup(shape, batch, args.device, micro_batch=args.micro_batch)
             fns = {"minivit": step, "minivit_infer": infer}
             if have_torch:
                 tstep, tinfer = torch_setup(model, batch, args.device)
                 fns.update(torch=tstep, torch_infer=tinfer)
             ms = time_alternating(fns, args.steps, args.warmup)
-            mem = {k: float("nan") if args.no_memory else peak_memory(k, name, batch, args.device)
+            mem = {k: float("nan") if args.no_memory else peak_memory(k, name, batch, args.device,
+                                                                     args.micro_batch)
                    for k in (["minivit", "torch"] if have_torch else ["minivit"])}
             flops = train_flops(shape, batch)
             r = dict(shape=name, batch=batch, params=model.num_params(), minivit_ms=ms["minivit"],
@@ -305,7 +311,7 @@ def main(argv=None):
             del model, step, infer, fns
     if args.profile:
         for name in args.shapes:
-            profile(SHAPES[name], args.batch[0], args.device, max(3, args.steps // 2))
+            profile(SHAPES[name], args.batch[0], args.device, max(3, args.steps // 2), args.micro_batch)
     return results
 
 

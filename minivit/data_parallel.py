@@ -15,7 +15,8 @@ Each thread runs its slice in micro-batches of `micro_batch` images (gradient
 accumulation, by the same sum): with 16 images an activation (16, 65, 128) is 0.5 MB, so
 what one layer writes is still in the core's L2 cache when the next one reads it. On a
 whole slice of 64 images every elementwise op streams megabytes through the slower L3
-instead: measured 10-12% slower per step (see README, "Speed").
+instead: 6-9% slower per step in the benchmark, with 3-4x the peak memory (README,
+"Speed": `python -m minivit.bench --micro-batch 0`).
 
 On CuPy everything runs on the whole batch, unchanged (a GPU wants big batches).
 """

@@ -1,6 +1,8 @@
 """The benchmark command runs, and its per-layer profile adds up."""
 import re
 
+import pytest
+
 from minivit import bench
 
 
@@ -17,3 +19,21 @@ def test_bench_and_profile_add_up(capsys, monkeypatch):
     # each category is a part of the step's CPU time: none negative, together the whole
     assert min(shares) >= 0, out
     assert abs(sum(shares) - 100) < 0.5, out
+
+
+def test_micro_batch_flag_reaches_the_training_step(capsys, monkeypatch):
+    made = []
+
+    class Recording(bench.DataParallel):
+        def __init__(self, model, num_threads=None, micro_batch=16):
+            made.append(micro_batch)
+            super().__init__(model, num_threads, micro_batch)
+    monkeypatch.setattr(bench, "DataParallel", Recording)
+    for flag, expected in (("3", 3), ("0", None)):
+        made.clear()
+        bench.main(["--shapes", "tiny", "--batch", "8", "--steps", "1", "--warmup", "0",
+                    "--no-torch", "--no-memory", "--micro-batch", flag])
+        assert made == [expected]
+    with pytest.raises(SystemExit):
+        bench.main(["--micro-batch", "-1", "--no-torch"])
+    assert "--micro-batch must be 0 (off) or a positive" in capsys.readouterr().err
