@@ -57,6 +57,11 @@ def _replica(model):
 MICRO_BATCH = 16
 
 
+def _join(parts):
+    """Concatenate logits along the batch (no copy when there is one part)."""
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+
 class DataParallel:
     """Wraps a model; `forward_backward(x, y)` is the loss and backward pass of the whole
     batch, `dp(x)` its forward pass. Both split the batch over `num_threads` threads
@@ -134,12 +139,11 @@ class DataParallel:
         x = self.model._check_input(x)      # errors name the whole batch, not a slice
 
         def work(m, s):
-            parts = [m(x[c]) for c in self._micro(s)]
-            return parts[0] if len(parts) == 1 else np.concatenate(parts)
+            return _join([m(x[c]) for c in self._micro(s)])
 
         if self.n == 1 or len(x) < 2:
             return work(self.model, slice(0, len(x)))
-        return np.concatenate(self._map(work, len(x)))
+        return _join(self._map(work, len(x)))
 
     __call__ = forward
 
@@ -162,7 +166,7 @@ class DataParallel:
                 m.backward(ops.cross_entropy_backward(scale, cache))
                 loss = loss + loss_c * scale
                 logits.append(out)
-            return loss, logits[0] if len(logits) == 1 else np.concatenate(logits)
+            return loss, _join(logits)
 
         if self.n == 1 or B < 2:
             return work(self.model, slice(0, B))
@@ -170,4 +174,4 @@ class DataParallel:
         for rep_params in self._params[1:len(results)]:  # a fixed order: the same sum every run
             for p, q in zip(self._params[0], rep_params):
                 p.accumulate(q.grad)
-        return sum(r[0] for r in results), np.concatenate([r[1] for r in results])
+        return sum(r[0] for r in results), _join([r[1] for r in results])
