@@ -64,6 +64,12 @@ def test_float32_gelu_and_derivative_match_float64():
     assert y32.dtype == d32.dtype == np.float32
     assert np.abs(y32 - y64).max() < 1e-6             # x Phi(x): |x| <= 9 times ~1e-7
     assert np.abs(d32 - d64).max() < 3e-7
+    # far tails: GELU(x) -> max(x, 0), GELU'(x) -> step(x), with no NaN from inf * 0
+    x = np.array([-1e30, -100, -7, 7, 100, 1e30], dtype=np.float32)
+    with np.errstate(over="ignore"):                 # x^2 of 1e30 is inf in float32
+        y, d = ops.gelu_forward(x)
+    np.testing.assert_allclose(y, np.maximum(x, 0), rtol=1e-7, atol=1e-10)
+    np.testing.assert_allclose(d, (x > 0).astype(np.float32), rtol=0, atol=1e-10)
 
 
 def test_float32_coefficients_are_the_fit():

@@ -33,7 +33,9 @@ _Q = (1.32281951154744992508e1, 8.67072140885989742329e1, 3.54937778887819891062
 
 def _polevl(x, coefs, leading_one=False):
     """Horner's rule: c0 x^n + c1 x^(n-1) + ... (with an implicit leading 1 if asked)."""
-    y = x + coefs[0] if leading_one else x * coefs[0] + coefs[1]
+    y = x + coefs[0] if leading_one else x * coefs[0]
+    if not leading_one:
+        y += coefs[1]                  # in place: one new array for the whole polynomial
     for c in coefs[1:] if leading_one else coefs[2:]:
         y *= x
         y += c

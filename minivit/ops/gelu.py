@@ -34,28 +34,36 @@ APPROXIMATIONS = ("none", "tanh")
 # h(z), highest power first, from gelu_fit.fit_h(): the last two are sqrt(2/pi) (0.0455, 1)
 _H32 = (1.75620629e-09, -1.32264509e-07, 3.96475775e-06, -5.53062590e-05, -3.25948379e-05,
         3.63330845e-02, 7.97884941e-01)
-_CLIP32 = 6.0     # x h(x^2) = 11.8 there: tanh is exactly +-1 in float32, Phi exactly 0 or 1
+_CLIP32 = 36.0    # x^2 = 36 (|x| = 6): x h(x^2) >= 11.8 beyond, tanh is exactly +-1 in float32
 
 
-def normal_cdf(x):
-    """Phi(x) = (1 + erf(x / sqrt 2)) / 2 (float32: the tanh form above)."""
+def _phi_tanh_form(x, z):
+    """Phi(x) from x and z = x^2 (float32): (1 + tanh(x h(z))) / 2.
+
+    z is clipped at 36 only inside h, so h stays on its fitted range: h(36) = 1.97, so
+    |x h| >= 11.8 for |x| >= 6, where tanh is +-1 and Phi 0 or 1 in float32."""
     xp = get_array_module(x)
-    if x.dtype != "float32":
-        return 0.5 * (1.0 + erf(x * _SQRT_HALF))
-    xc = xp.clip(x, -_CLIP32, _CLIP32)
-    u = _polevl(xc * xc, _H32)                  # h(x^2)
-    u *= xc
+    u = _polevl(xp.minimum(z, _CLIP32), _H32)   # h(min(x^2, 36))
+    u *= x
     cdf = xp.tanh(u, out=u)
     cdf *= 0.5
     cdf += 0.5
     return cdf
 
 
+def normal_cdf(x):
+    """Phi(x) = (1 + erf(x / sqrt 2)) / 2 (float32: the tanh form above)."""
+    if x.dtype != "float32":
+        return 0.5 * (1.0 + erf(x * _SQRT_HALF))
+    xc = get_array_module(x).clip(x, -6.0, 6.0)   # x^2 of |x| > 1.8e19 would overflow
+    return _phi_tanh_form(x, xc * xc)
+
+
 def _gelu(x):
     """GELU(x) = x Phi(x) and its derivative Phi(x) + x phi(x), phi(x) = exp(-x^2/2)/sqrt(2 pi)."""
     xp = get_array_module(x)
-    cdf = normal_cdf(x)
-    xpdf = x * x
+    xpdf = x * x                                # x^2, shared by Phi (float32) and phi
+    cdf = _phi_tanh_form(x, xpdf) if x.dtype == "float32" else normal_cdf(x)
     xpdf *= -0.5
     xpdf = xp.exp(xpdf, out=xpdf)
     xpdf *= x

@@ -38,13 +38,20 @@ def _normalize_grad(dy, xhat, rstd, gamma):
 
     With g = dy * gamma (the gradient w.r.t. xhat), differentiating through mu and var:
         dx = rstd * (g - mean(g) - xhat * mean(g * xhat))
+    The two means are products with gamma, mean(g) = dy . gamma / D and
+    mean(g * xhat) = (dy * xhat) . gamma / D, so dy * xhat is formed once, for both
+    mean(g * xhat) and dgamma.
     """
+    D = dy.shape[-1]
+    gcol = gamma.reshape(-1, 1)                # (D,) or (1, D) -> (D, 1)
+    dy_xhat = dy * xhat
+    m1 = (dy @ gcol) * (1.0 / D)               # mean(g): (R, D) @ (D, 1) -> (R, 1)
+    m2 = (dy_xhat @ gcol) * (1.0 / D)          # mean(g * xhat)
     g = dy * gamma
-    m2 = row_mean(g * xhat)
-    g -= row_mean(g)
     g -= xhat * m2
+    g -= m1
     g *= rstd
-    return g, col_sum(dy * xhat), col_sum(dy)
+    return g, col_sum(dy_xhat), col_sum(dy)
 
 
 # --- layernorm: forward ----------------------------------------------------------------

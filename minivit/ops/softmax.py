@@ -9,7 +9,8 @@ from ..parallel import map_rows, row_sum
 
 
 def _softmax(x, axis=-1):
-    e = get_array_module(x).exp(x - x.max(axis=axis, keepdims=True))
+    e = x - x.max(axis=axis, keepdims=True)
+    e = get_array_module(x).exp(e, out=e)
     e /= row_sum(e) if axis == -1 else e.sum(axis=axis, keepdims=True)
     return e
 
