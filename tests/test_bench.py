@@ -37,3 +37,29 @@ def test_micro_batch_flag_reaches_the_training_step(capsys, monkeypatch):
     with pytest.raises(SystemExit):
         bench.main(["--micro-batch", "-1", "--no-torch"])
     assert "--micro-batch must be 0 (off) or a positive" in capsys.readouterr().err
+
+
+def test_bench_ops_times_every_op_on_one_core(capsys):
+    from minivit import bench_ops, parallel
+    try:
+        import torch
+        threads = torch.get_num_threads()
+    except ImportError:
+        threads = None
+    res = bench_ops.main(["--shapes", "tiny", "--images", "2", "--rounds", "1"])
+    rows = res["tiny"]
+    assert [r["op"] for r in rows] == ["linear", "attention products", "softmax", "LayerNorm", "GELU"]
+    assert rows[3]["shape"] == "(130, 128)"                       # 2 images x 65 tokens, dim 128
+    for r in rows:
+        assert r["minivit_fwd_us"] > 0 and r["minivit_bwd_us"] > 0
+        if threads is not None:
+            assert r["torch_fwd_us"] > 0 and r["ratio"] > 0
+    out = capsys.readouterr().out
+    assert "GELU" in out and "(130, 256)" in out
+    # the one-core settings stayed in the timing thread
+    assert not getattr(parallel._local, "serial", False)
+    if threads is not None:
+        assert torch.get_num_threads() == threads
+    with pytest.raises(SystemExit):
+        bench_ops.main(["--images", "0"])
+    assert "--images and --rounds must be positive" in capsys.readouterr().err
