@@ -6,19 +6,19 @@
 `python -m minivit.bench` says how far a whole training step is from PyTorch; this says
 which ops make up the difference. Each op runs on inputs of the size one core sees in
 training (a micro-batch of --images images), forward and backward, minivit and PyTorch in
-turn; the median CPU time of the timing thread over --rounds rounds is reported. The
-matrix products (linear layers, attention) run on BLAS in both frameworks; softmax,
-LayerNorm and GELU are NumPy passes over memory in minivit and fused loops in PyTorch.
+turn; the median CPU time of the timing thread over --rounds rounds (after one warm-up
+call) is reported. The matrix products (linear layers, attention) run on BLAS in both
+frameworks; softmax, LayerNorm and GELU are NumPy passes over memory in minivit and
+fused loops in PyTorch.
 """
 import argparse
-import statistics
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
 from . import ops
-from .bench import SHAPES
+from .bench import SHAPES, time_alternating
 from .data_parallel import MICRO_BATCH, _one_blas_thread
 from .parallel import bmm, serial_in_this_thread
 
@@ -87,19 +87,6 @@ def _torch_ops(A):
     }
 
 
-def _median_us(fns, rounds):
-    """{key: median CPU microseconds of this thread}, the functions called in turn."""
-    times = {k: [] for k in fns}
-    for fn in fns.values():
-        fn()                                           # warm-up
-    for _ in range(rounds):
-        for key, fn in fns.items():
-            t = time.thread_time()
-            fn()
-            times[key].append((time.thread_time() - t) * 1e6)
-    return {k: statistics.median(ts) for k, ts in times.items()}
-
-
 def measure(shape_name, images, rounds, use_torch=True):
     """[{op, shape, minivit_fwd_us, minivit_bwd_us, torch_fwd_us, torch_bwd_us}], one core."""
     def work():                        # a thread of its own: serial_in_this_thread stays in it
@@ -122,8 +109,9 @@ def measure(shape_name, images, rounds, use_torch=True):
                     fns = {"minivit_fwd": fwd, "minivit_bwd": bwd}
                     if theirs is not None:
                         fns.update(torch_fwd=theirs[name][0], torch_bwd=theirs[name][1])
-                    us = _median_us(fns, rounds)
-                    rows.append(dict(op=name, shape=text[name], **{k + "_us": t for k, t in us.items()}))
+                    ms = time_alternating(fns, rounds, warmup=1, clock=time.thread_time)
+                    us = {k + "_us": t * 1e3 for k, t in ms.items()}
+                    rows.append(dict(op=name, shape=text[name], **us))
                 return rows
         finally:
             if torch is not None:
