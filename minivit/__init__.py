@@ -2,7 +2,7 @@
 import os
 
 # OpenBLAS worker threads busy-wait for a while after every matrix product, taking a core
-# away from minivit's own elementwise threads (minivit/parallel.py); a short timeout makes
+# away from minivit's own elementwise threads (minivit/fast/parallel.py); a short timeout makes
 # them sleep instead (measured: tiny training step 644 -> 516 ms, `python -m minivit.bench`).
 # It only takes effect when NumPy has not been imported yet, e.g. `python -m minivit.train`.
 os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")

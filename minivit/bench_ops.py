@@ -5,8 +5,8 @@
 
 `python -m minivit.bench` says how far a whole training step is from PyTorch; this says
 which ops make up the difference. Each op runs on inputs of the size one core sees in
-training (a micro-batch of --images images), forward and backward, minivit and PyTorch in
-turn; the median CPU time of the timing thread over --rounds rounds (after one warm-up
+training (a micro-batch of --images images), forward and backward, minivit's fast CPU
+kernels (minivit/fast/, what training runs on the CPU) and PyTorch in turn; the median CPU time of the timing thread over --rounds rounds (after one warm-up
 call) is reported. The matrix products (linear layers, attention) run on BLAS in both
 frameworks; softmax, LayerNorm and GELU are NumPy passes over memory in minivit and
 fused loops in PyTorch.
@@ -17,10 +17,11 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from . import ops
+from . import fast as ops
 from .bench import SHAPES, time_alternating
 from .data_parallel import MICRO_BATCH, _one_blas_thread
-from .parallel import bmm, serial_in_this_thread
+from .fast.parallel import bmm
+from .threads import serial_in_this_thread
 
 
 def _inputs(shape, images, rng):

@@ -25,7 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from . import ops, parallel
+from . import ops, threads
 
 _blas = None
 
@@ -65,7 +65,7 @@ def _join(parts):
 class DataParallel:
     """Wraps a model; `forward_backward(x, y)` is the loss and backward pass of the whole
     batch, `dp(x)` its forward pass. Both split the batch over `num_threads` threads
-    (default: minivit.parallel.num_threads(), i.e. MINIVIT_NUM_THREADS or the CPU count),
+    (default: minivit.threads.num_threads(), i.e. MINIVIT_NUM_THREADS or the CPU count),
     and each thread's slice into micro-batches of at most `micro_batch` images (None: no
     micro-batches).
 
@@ -75,7 +75,7 @@ class DataParallel:
 
     def __init__(self, model, num_threads=None, micro_batch=MICRO_BATCH):
         self.model = model
-        self.n = num_threads or parallel.num_threads()
+        self.n = num_threads or threads.num_threads()
         self.micro_batch = micro_batch
         if model.xp is not np:
             self.n, self.micro_batch = 1, None     # a GPU is already parallel
@@ -129,7 +129,7 @@ class DataParallel:
         self._sync(len(slices))
 
         def run(i):
-            parallel.serial_in_this_thread()
+            threads.serial_in_this_thread()
             return work(self.replicas[i], slices[i])
         with _one_blas_thread():
             return list(self._pool.map(run, range(len(slices))))

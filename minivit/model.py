@@ -12,6 +12,7 @@ import numpy as np
 from . import ops
 from .backend import get_array_module, get_device, to_device, to_numpy
 from .init import trunc_normal
+from .kernels import check_kernels, select
 from .nn import Block, LayerNorm, Linear, Module, Parameter, PatchEmbed, device_rng
 
 HEADS = ("linear", "mlp")
@@ -23,12 +24,14 @@ class PreLogits(Module):
     def __init__(self, dim, rng, dtype):
         self.fc = Linear(dim, dim, rng, dtype)
 
-    def forward(self, x, rng=None):
-        y, self.cache = ops.tanh_forward(self.fc(x))
+    def forward(self, x, kernels=ops.reference):
+        y, cache = kernels.tanh_forward(self.fc(x, kernels))
+        self.cache = (kernels, cache)
         return y
 
     def backward(self, dy):
-        return self.fc.backward(ops.tanh_backward(dy, self.cache))
+        kernels, cache = self.cache
+        return self.fc.backward(kernels.tanh_backward(dy, cache))
 
 
 def _pair(v):
@@ -36,10 +39,15 @@ def _pair(v):
 
 
 class ViT(Module):
+    """The model. `kernels` chooses which primitive ops compute it (minivit/kernels.py):
+    'reference' (minivit/ops/, the math), 'fast' (minivit/fast/, CPU only) or 'auto'
+    (fast on the CPU when available, else the reference). Both give the same results to
+    float round-off; the choice is not part of the model's config or checkpoints."""
+
     def __init__(self, img_size=32, patch_size=4, in_chans=3, num_classes=10, embed_dim=128,
                  depth=6, num_heads=4, mlp_ratio=2.0, qkv_bias=True, drop_rate=0.0,
                  attn_drop_rate=0.0, drop_path_rate=0.0, global_pool="token", head="linear",
-                 gelu="none", seed=0, dtype=np.float32, device=None):
+                 gelu="none", seed=0, dtype=np.float32, device=None, kernels="auto"):
         H, W = self.img_size = _pair(img_size)
         D = embed_dim
         dtype = np.dtype(dtype)
@@ -62,6 +70,7 @@ class ViT(Module):
         self.embed_dim, self.depth, self.num_heads = D, depth, num_heads
         self.drop_rate, self.global_pool, self.head_type = drop_rate, global_pool, head
         self.dtype = dtype
+        self.kernels = check_kernels(kernels)
         self.num_patches = (H // patch_size) * (W // patch_size)
         self.config = dict(img_size=self.img_size, patch_size=patch_size, in_chans=in_chans,
                            num_classes=num_classes, embed_dim=D, depth=depth, num_heads=num_heads,
@@ -85,6 +94,7 @@ class ViT(Module):
         self.head = Linear(D, num_classes, rng, dtype)
 
         self.to(device or get_device())
+        self.kernel_set()        # kernels='fast' on a GPU is an error now, not at the first step
         self.rng = device_rng(seed + 1, self.pos_embed.data)   # dropout masks, on the device
 
     def to(self, device, dtype=None):
@@ -98,6 +108,10 @@ class ViT(Module):
     @property
     def xp(self):
         return get_array_module(self.pos_embed.data)
+
+    def kernel_set(self):
+        """The module of primitive ops this model runs on, for its current device."""
+        return select(self.kernels, self.xp)
 
     # --- input checks ------------------------------------------------------------------
     def _check_input(self, x):
@@ -131,37 +145,37 @@ class ViT(Module):
         """x: (B, C, H, W) floats -> logits (B, num_classes).
         With return_attn=True also a list of attention maps, one (B, heads, 1+N, 1+N) per block."""
         x = self._check_input(x)
-        train, rng = self.training, self.rng
-        z = self.patch_embed(x)                                            # (B, N, D)
-        z, c_pos = ops.cls_pos_forward(z, self.cls_token.data, self.pos_embed.data)  # (B, 1+N, D)
-        z, c_drop0 = ops.dropout_forward(z, self.drop_rate, train, rng)
+        train, rng, k = self.training, self.rng, self.kernel_set()
+        z = self.patch_embed(x, k)                                         # (B, N, D)
+        z, c_pos = k.cls_pos_forward(z, self.cls_token.data, self.pos_embed.data)  # (B, 1+N, D)
+        z, c_drop0 = k.dropout_forward(z, self.drop_rate, train, rng)
         attn_maps = []
         for blk in self.blocks:
-            z = blk(z, rng, return_attn)
+            z = blk(z, rng=rng, return_attn=return_attn, kernels=k)
             if return_attn:
                 z, a = z
                 attn_maps.append(a)
-        z = self.norm(z)
-        h, c_pool = ops.pool_forward(z, self.global_pool)                 # (B, D)
+        z = self.norm(z, k)
+        h, c_pool = k.pool_forward(z, self.global_pool)                   # (B, D)
         if self.head_type == "mlp":
-            h = self.pre_logits(h)
-        h, c_drop1 = ops.dropout_forward(h, self.drop_rate, train, rng)
-        logits = self.head(h)                                              # (B, K)
-        self.cache = (c_pos, c_drop0, c_pool, c_drop1)
+            h = self.pre_logits(h, k)
+        h, c_drop1 = k.dropout_forward(h, self.drop_rate, train, rng)
+        logits = self.head(h, k)                                           # (B, K)
+        self.cache = (k, c_pos, c_drop0, c_pool, c_drop1)
         return (logits, attn_maps) if return_attn else logits
 
     # --- backward ----------------------------------------------------------------------
     def backward(self, dlogits):
         """Fills .grad of every parameter (accumulating, like PyTorch) and returns dL/dx."""
-        c_pos, c_drop0, c_pool, c_drop1 = self.cache
-        dh = ops.dropout_backward(self.head.backward(dlogits), c_drop1)
+        k, c_pos, c_drop0, c_pool, c_drop1 = self.cache
+        dh = k.dropout_backward(self.head.backward(dlogits), c_drop1)
         if self.head_type == "mlp":
             dh = self.pre_logits.backward(dh)
-        dz = self.norm.backward(ops.pool_backward(dh, c_pool))
+        dz = self.norm.backward(k.pool_backward(dh, c_pool))
         for blk in reversed(self.blocks):
             dz = blk.backward(dz)
-        dz = ops.dropout_backward(dz, c_drop0)
-        dtokens, dcls, dpos = ops.cls_pos_backward(dz, c_pos)
+        dz = k.dropout_backward(dz, c_drop0)
+        dtokens, dcls, dpos = k.cls_pos_backward(dz, c_pos)
         self.cls_token.accumulate(dcls)
         self.pos_embed.accumulate(dpos)
         return self.patch_embed.backward(dtokens)

@@ -1,5 +1,6 @@
 """Thin layer classes: they hold parameters (and their gradients), remember the cache of
-their last forward pass, and call the functional ops in `minivit.ops` to do the math.
+their last forward pass, and call the functional ops to do the math: those of the kernel
+set passed in (`kernels`, minivit.ops.reference unless given; see minivit/kernels.py).
 
 Parameters are named as in timm by walking attributes: `self.attn.qkv.weight` in
 `blocks[3]` is 'blocks.3.attn.qkv.weight'.
@@ -7,6 +8,7 @@ Parameters are named as in timm by walking attributes: `self.attn.qkv.weight` in
 import numpy as np
 
 from . import ops
+from .ops import reference
 from .backend import get_array_module, to_device
 from .init import trunc_normal, uniform_fan_in
 
@@ -97,13 +99,15 @@ class Linear(Module):
         if bias:
             self.bias = Parameter(np.zeros(d_out, dtype))
 
-    def forward(self, x, rng=None):
+    def forward(self, x, kernels=reference):
         b = self.bias.data if hasattr(self, "bias") else None
-        y, self.cache = ops.linear_forward(x, self.weight.data, b)
+        y, cache = kernels.linear_forward(x, self.weight.data, b)
+        self.cache = (kernels, cache)
         return y
 
     def backward(self, dy):
-        dx, dw, db = ops.linear_backward(dy, self.cache)
+        kernels, cache = self.cache
+        dx, dw, db = kernels.linear_backward(dy, cache)
         self.accumulate_grads({"weight": dw, "bias": db} if db is not None else {"weight": dw})
         return dx
 
@@ -113,12 +117,14 @@ class LayerNorm(Module):
         self.weight = Parameter(np.ones(dim, dtype))
         self.bias = Parameter(np.zeros(dim, dtype))
 
-    def forward(self, x, rng=None):
-        y, self.cache = ops.layernorm_forward(x, self.weight.data, self.bias.data)
+    def forward(self, x, kernels=reference):
+        y, cache = kernels.layernorm_forward(x, self.weight.data, self.bias.data)
+        self.cache = (kernels, cache)
         return y
 
     def backward(self, dy):
-        dx, dg, db = ops.layernorm_backward(dy, self.cache)
+        kernels, cache = self.cache
+        dx, dg, db = kernels.layernorm_backward(dy, cache)
         self.accumulate_grads({"weight": dg, "bias": db})
         return dx
 
@@ -141,54 +147,37 @@ class PatchEmbed(Module):
         self.patch_size = patch_size
         self.proj = Conv2dPatch(in_chans, dim, patch_size, rng, dtype)
 
-    def forward(self, x, rng=None):
-        patches, c_patch = ops.patchify_forward(x, self.patch_size)     # (B, N, C*P*P)
+    def forward(self, x, kernels=reference):
+        patches, c_patch = kernels.patchify_forward(x, self.patch_size)   # (B, N, C*P*P)
         w = self.proj.weight.data
         w2 = w.reshape(w.shape[0], -1)        # (D, C, P, P) -> (D, C*P*P), matches patch order
-        y, c_lin = ops.linear_forward(patches, w2, self.proj.bias.data)
-        self.cache = (c_patch, c_lin)
+        y, c_lin = kernels.linear_forward(patches, w2, self.proj.bias.data)
+        self.cache = (kernels, c_patch, c_lin)
         return y
 
     def backward(self, dy):
-        c_patch, c_lin = self.cache
-        dpatches, dw2, db = ops.linear_backward(dy, c_lin)
+        kernels, c_patch, c_lin = self.cache
+        dpatches, dw2, db = kernels.linear_backward(dy, c_lin)
         self.accumulate_grads({"proj.weight": dw2.reshape(self.proj.weight.data.shape),
                                "proj.bias": db})
-        return ops.patchify_backward(dpatches, c_patch)
+        return kernels.patchify_backward(dpatches, c_patch)
 
 
 class Attention(Module):
-    def __init__(self, dim, num_heads, rng, dtype, qkv_bias=True, attn_drop=0.0, proj_drop=0.0):
-        self.num_heads, self.attn_drop, self.proj_drop = num_heads, attn_drop, proj_drop
+    """The parameters of multi-head self-attention (qkv, proj); Block runs the math
+    (ops.mhsa_forward / mhsa_backward)."""
+
+    def __init__(self, dim, num_heads, rng, dtype, qkv_bias=True):
         self.qkv = Linear(dim, 3 * dim, rng, dtype, bias=qkv_bias)
         self.proj = Linear(dim, dim, rng, dtype)
 
-    def forward(self, x, rng=None, return_attn=False):
-        out, *a, self.cache = ops.mhsa_forward(x, self.arrays(), self.num_heads, self.attn_drop,
-                                               self.proj_drop, self.training, rng, return_attn)
-        return (out, a[0]) if return_attn else out
-
-    def backward(self, dy):
-        dx, grads = ops.mhsa_backward(dy, self.cache)
-        self.accumulate_grads(grads)
-        return dx
-
 
 class Mlp(Module):
-    def __init__(self, dim, hidden, rng, dtype, drop=0.0, approximate="none"):
-        self.drop, self.approximate = drop, approximate
+    """The parameters of the MLP (fc1, fc2); Block runs the math (ops.mlp_forward / mlp_backward)."""
+
+    def __init__(self, dim, hidden, rng, dtype):
         self.fc1 = Linear(dim, hidden, rng, dtype)
         self.fc2 = Linear(hidden, dim, rng, dtype)
-
-    def forward(self, x, rng=None):
-        y, self.cache = ops.mlp_forward(x, self.arrays(), self.drop, self.training, rng,
-                                        self.approximate)
-        return y
-
-    def backward(self, dy):
-        dx, grads = ops.mlp_backward(dy, self.cache)
-        self.accumulate_grads(grads)
-        return dx
 
 
 class Block(Module):
@@ -199,14 +188,15 @@ class Block(Module):
         self.num_heads, self.drop, self.attn_drop = num_heads, drop, attn_drop
         self.drop_path, self.approximate = drop_path, approximate
         self.norm1 = LayerNorm(dim, dtype)
-        self.attn = Attention(dim, num_heads, rng, dtype, qkv_bias, attn_drop, drop)
+        self.attn = Attention(dim, num_heads, rng, dtype, qkv_bias)
         self.norm2 = LayerNorm(dim, dtype)
-        self.mlp = Mlp(dim, mlp_hidden, rng, dtype, drop, approximate)
+        self.mlp = Mlp(dim, mlp_hidden, rng, dtype)
 
-    def forward(self, x, rng=None, return_attn=False):
+    def forward(self, x, rng=None, return_attn=False, kernels=reference):
         y, *a, self.cache = ops.block_forward(
-            x, self.arrays(), self.num_heads, self.drop, self.attn_drop, self.drop_path,
-            self.training, rng, self.approximate, return_attn)
+            x, self.arrays(), self.num_heads, drop=self.drop, attn_drop=self.attn_drop,
+            drop_path=self.drop_path, train=self.training, rng=rng,
+            approximate=self.approximate, return_attn=return_attn, kernels=kernels)
         return (y, a[0]) if return_attn else y
 
     def backward(self, dy):

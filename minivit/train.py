@@ -24,6 +24,7 @@ from .checkpoint import load_checkpoint, save_checkpoint
 from .data import Augment, Loader, load_cifar10
 from .data_parallel import DataParallel
 from .evaluate import evaluate
+from .kernels import KERNELS
 from .model import ViT
 from .nn import device_rng
 from .optim import AdamW, clip_grad_norm, cosine_lr
@@ -48,7 +49,7 @@ PRESETS = {
 MODEL_KEYS = ("patch_size", "embed_dim", "depth", "num_heads", "mlp_ratio", "drop_rate",
               "attn_drop_rate", "global_pool", "head")
 # flags that only say where/how to run, allowed together with --resume
-RUNTIME_KEYS = ("device", "data_dir", "data_archive", "download", "progress", "resume",
+RUNTIME_KEYS = ("device", "kernels", "data_dir", "data_archive", "download", "progress", "resume",
                 "preset", "dataset")
 DEFAULT_SEED = 0
 
@@ -66,6 +67,10 @@ def build_parser():
                    help="starting values of every hyper-parameter below")
     g = p.add_argument_group("run")
     g.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    g.add_argument("--kernels", choices=KERNELS, default="auto",
+                   help="the ops that compute the model: 'reference' (minivit/ops, the math), "
+                        "'fast' (minivit/fast, CPU only) or 'auto' (fast on the CPU when present); "
+                        "the results are the same to round-off")
     g.add_argument("--seed", type=int, default=None, help=f"(default {DEFAULT_SEED})")
     g.add_argument("--out", type=Path, default=None,
                    help="output directory (default runs/cifar10-<preset>-<time>)")
@@ -115,10 +120,10 @@ def resolve_config(args):
     return cfg
 
 
-def make_model(cfg, device):
+def make_model(cfg, device, kernels="auto"):
     """The ViT a config describes (errors for impossible shapes come from ViT itself)."""
     return ViT(img_size=32, in_chans=3, num_classes=10, drop_path_rate=cfg["drop_path"],
-               seed=cfg["seed"], device=device, **{k: cfg[k] for k in MODEL_KEYS})
+               seed=cfg["seed"], device=device, kernels=kernels, **{k: cfg[k] for k in MODEL_KEYS})
 
 
 def make_loaders(cfg, data):
@@ -162,11 +167,11 @@ def _write_metrics(path, records):
     tmp.replace(path)
 
 
-def train(cfg, out, device="cpu", data=None, resume=None, progress=True):
+def train(cfg, out, device="cpu", data=None, resume=None, progress=True, kernels="auto"):
     """Run (or continue) training; returns (metric records, exit code: 0, or 130 if stopped)."""
     xp = xp_for(device)
     out.mkdir(parents=True, exist_ok=True)
-    model = make_model(cfg, device)
+    model = make_model(cfg, device, kernels)
     dp = DataParallel(model)            # the batch split over the CPU cores (as is on a GPU)
     opt = AdamW(model.named_parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
     train_loader, test_loader = make_loaders(cfg, data)
@@ -330,7 +335,7 @@ def _main(parser, args):
         data = load_cifar10(args.data_dir, args.data_archive, download=args.download,
                             progress=args.progress)
         print(f"minivit: {cfg['preset']} preset on {args.device}, output in {out}")
-        records, code = train(cfg, out, args.device, data, resume, args.progress)
+        records, code = train(cfg, out, args.device, data, resume, args.progress, args.kernels)
     except (ValueError, RuntimeError, OSError, FloatingPointError) as e:   # OSError: e.g. a read-only data dir
         print(f"error: {e}", file=sys.stderr)
         return 2 if not isinstance(e, FloatingPointError) else 1

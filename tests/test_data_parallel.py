@@ -3,7 +3,8 @@ batch gives: the same loss, logits and gradients, to round-off."""
 import numpy as np
 import pytest
 
-from minivit import ops, parallel
+from minivit import ops
+from minivit.fast import parallel
 from minivit.data_parallel import DataParallel
 from minivit.model import ViT
 

@@ -38,7 +38,9 @@ def randomize(model, seed=0):
 
 @pytest.mark.parametrize("name", list(GRAD_CONFIGS))
 def test_whole_vit_gradcheck(device, xp, name):
-    model = randomize(minivit.ViT(**GRAD_CONFIGS[name], dtype=np.float64)).eval()
+    """The whole model built on the reference kernels (the fast ones are held to these in
+    test_fast_kernels.py)."""
+    model = randomize(minivit.ViT(**GRAD_CONFIGS[name], dtype=np.float64, kernels="reference")).eval()
     H, W = model.img_size
     x = xp.asarray(np.random.default_rng(1).standard_normal((2, model.in_chans, H, W)))
     errors, zeros = check_module(model, x, num_checks=12, zero_atol=1e-9)

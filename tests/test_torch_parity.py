@@ -47,8 +47,11 @@ CONFIGS = [
 
 @pytest.mark.parametrize("cfg", CONFIGS, ids=["token-linear", "avg-mlp-nonsquare", "tanh-nobias"])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
-def test_logits_and_gradients_match_pytorch(device, cfg, dtype):
-    model = minivit.ViT(**cfg, dtype=dtype, seed=3).eval()
+@pytest.mark.parametrize("kernels", ["reference", "fast"])
+def test_logits_and_gradients_match_pytorch(device, cfg, dtype, kernels):
+    if kernels == "fast" and device == "cuda":
+        pytest.skip("the fast kernels are CPU kernels")
+    model = minivit.ViT(**cfg, dtype=dtype, seed=3, kernels=kernels).eval()
     randomize(model)
     ref = from_minivit(model, torch.float32 if dtype == np.float32 else torch.float64)
     H, W = model.img_size
@@ -89,9 +92,11 @@ def test_state_dict_loads_into_torch_strictly():
         np.testing.assert_array_equal(other.state_dict()[k], v)
 
 
-def test_gelu_matches_torch_exact_and_tanh():
+@pytest.mark.parametrize("kernels", ["reference", "fast"])
+def test_gelu_matches_torch_exact_and_tanh(kernels):
+    from minivit.kernels import select
     x = np.linspace(-6, 6, 10001)
     for approximate in ("none", "tanh"):
-        ours, _ = ops.gelu_forward(x, approximate)
+        ours, _ = select(kernels).gelu_forward(x, approximate)
         theirs = torch.nn.functional.gelu(torch.from_numpy(x), approximate=approximate).numpy()
         assert np.abs(ours - theirs).max() < 1e-15

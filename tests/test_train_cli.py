@@ -184,3 +184,20 @@ def test_real_sigint_saves_and_resumes(tmp_path, archive):
     assert "Traceback" not in text and "--resume" in text
     _, _, meta = load_checkpoint(out / "last.npz")
     assert 0 < meta["step"]
+
+
+def test_kernels_flag_trains_the_same_run_on_either_kernel_set(tmp_path, archive):
+    """--kernels reference (the math of minivit/ops) and fast give the same run to
+    round-off; --kernels is a runtime flag, so a run may be resumed on the other set."""
+    runs = {}
+    for kernels in ("fast", "reference"):
+        out = tmp_path / kernels
+        assert run(["--out", str(out), "--kernels", kernels, *TINY], tmp_path, archive) == 0
+        runs[kernels] = epochs(out)[0]
+    for f, r in zip(runs["fast"], runs["reference"]):
+        assert f["train_loss"] == pytest.approx(r["train_loss"], rel=1e-4)
+        assert f["test_loss"] == pytest.approx(r["test_loss"], rel=1e-4)
+    assert run(["--resume", str(tmp_path / "fast"), "--kernels", "reference", "--no-progress"],
+               tmp_path, archive) == 0
+    with pytest.raises(SystemExit):
+        run(["--kernels", "quick"], tmp_path, archive)

@@ -1,11 +1,13 @@
-"""Functional ops: every one a forward/backward pair with an explicit cache,
+"""The reference ops: the math of a ViT, each op as a textbook writes it, in whole-array
+NumPy/CuPy. Every one is a forward/backward pair with an explicit cache,
 
     out, cache = op_forward(x, ...)
     dx, ...    = op_backward(dout, cache)
 
-each callable on its own (from a notebook, a test, or a grader).
+each callable on its own (from a notebook, a test, or a grader). Faster CPU versions of
+some primitives, with the same signatures, live beside this package in minivit/fast/.
 """
-from .attention import mhsa_backward, mhsa_forward, sdpa_backward, sdpa_forward
+from .attention import mhsa_backward, mhsa_forward
 from .block import block_backward, block_forward
 from .drop_path import drop_path_backward, drop_path_forward
 from .dropout import dropout_backward, dropout_forward
@@ -18,5 +20,6 @@ from .loss import cross_entropy_backward, cross_entropy_forward
 from .mlp import mlp_backward, mlp_forward
 from .patch import patchify_backward, patchify_forward, unpatchify
 from .pool import pool_backward, pool_forward
+from .sdpa import sdpa_backward, sdpa_forward
 from .softmax import softmax_backward, softmax_forward
 from .tanh import tanh_backward, tanh_forward

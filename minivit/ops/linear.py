@@ -1,23 +1,20 @@
 """Affine (fully connected) layer: y = x W^T + b.
 
 W is stored as (out, in), PyTorch's and timm's layout, so weights load unchanged.
-`matmul` / `matmul_tn` are plain matrix products (minivit/parallel.py may split them
-across CPU threads).
 """
-from ..parallel import col_sum, matmul, matmul_tn
 
 
 # --- linear: forward -------------------------------------------------------------------
 def linear_forward(x, w, b=None):
-    """y = x @ w.T + b
+    """y = x W^T + b
 
     x: (..., Din)   w: (Dout, Din)   b: (Dout,) or None   ->   y: (..., Dout)
+    Cache: (x, w, whether there is a bias).
     """
-    # As ONE 2-D matmul: NumPy runs (B, N, Din) @ (Din, Dout) as B small matmuls.
-    y = matmul(x.reshape(-1, x.shape[-1]), w.T)  # (..., Din) -> (M, Din) -> (M, Dout)
+    y = x @ w.T                                   # (..., Din) @ (Din, Dout) -> (..., Dout)
     if b is not None:
-        y += b
-    return y.reshape(*x.shape[:-1], w.shape[0]), (x, w, b is not None)   # -> (..., Dout)
+        y = y + b                                 # (Dout,) broadcast over every row
+    return y, (x, w, b is not None)
 
 
 # --- linear: backward ------------------------------------------------------------------
@@ -27,10 +24,9 @@ def linear_backward(dy, cache):
     dy: (..., Dout) -> dx: (..., Din), dw: (Dout, Din), db: (Dout,) or None
     """
     x, w, has_bias = cache
-    # Flatten the leading axes: every product is ONE big matmul, dW needs no extra sum.
-    dy2 = dy.reshape(-1, dy.shape[-1])  # (..., Dout) -> (M, Dout)
-    x2 = x.reshape(-1, x.shape[-1])     # (..., Din)  -> (M, Din)
-    dx = matmul(dy2, w).reshape(x.shape)  # (M, Din) -> (..., Din)
-    dw = matmul_tn(dy2, x2)               # dy2^T x2: (Dout, M) @ (M, Din)
-    db = col_sum(dy2) if has_bias else None
+    dx = dy @ w                                   # (..., Dout) @ (Dout, Din) -> (..., Din)
+    dy2 = dy.reshape(-1, dy.shape[-1])            # (..., Dout) -> (M, Dout), M = all rows
+    x2 = x.reshape(-1, x.shape[-1])               # (..., Din)  -> (M, Din)
+    dw = dy2.T @ x2                               # (Dout, M) @ (M, Din): the sum over rows
+    db = dy2.sum(axis=0) if has_bias else None    # (Dout,)
     return dx, dw, db

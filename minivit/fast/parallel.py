@@ -9,46 +9,24 @@ and since NumPy releases the GIL inside its loops, chunks run on all cores at on
 The math (the function passed in) is unchanged: these helpers only decide where it runs.
 On CuPy they just call the function on whole arrays (the GPU is already parallel).
 
-Threads: MINIVIT_NUM_THREADS, else the number of CPUs this process may use.
+Threads: minivit.threads.num_threads() (MINIVIT_NUM_THREADS, else the CPUs available).
 """
-import os
-import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from .backend import get_array_module
+from ..backend import get_array_module
+from ..threads import num_threads, runs_serially
 
 CHUNK = 1 << 16          # elements per chunk and operand: 256 KB of float32 (fits in L2).
 # Much smaller chunks cost more than they save: each NumPy call re-takes the GIL.
 _pool = None
-_local = threading.local()
-# Experimental: MINIVIT_SPLIT_GEMM=1 (with OPENBLAS_NUM_THREADS=1) splits the linear layers'
-# GEMMs over minivit's threads instead of OpenBLAS's. Off by default: on the 2-core
-# development machine it measured slower than OpenBLAS's own threads.
-SPLIT_GEMM = os.environ.get("MINIVIT_SPLIT_GEMM", "0") == "1"
-
-
-def num_threads():
-    env = os.environ.get("MINIVIT_NUM_THREADS")
-    if env:
-        return max(1, int(env))
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:        # not on Linux
-        return max(1, os.cpu_count() or 1)
-
-
-def serial_in_this_thread():
-    """From now on, the calling thread runs these helpers' work itself (still in chunks):
-    for threads that each already own a core, such as data_parallel's."""
-    _local.serial = True
 
 
 def _run(work, n_items):
     """work(start, stop) over [0, n_items), split evenly across the thread pool."""
     global _pool
-    n = 1 if getattr(_local, "serial", False) else min(num_threads(), n_items)
+    n = 1 if runs_serially() else min(num_threads(), n_items)
     if n <= 1:
         work(0, n_items)
         return
@@ -148,31 +126,3 @@ def bmm(a, b):
         np.matmul(a[start:stop], b[start:stop], out=out[start:stop])
     _run(work, a.shape[0])
     return out
-
-
-def matmul(a, b):
-    """a @ b for 2-D a (M, K), with the rows of a split across threads (each thread one
-    BLAS call). Only with SPLIT_GEMM, where BLAS itself should run single-threaded."""
-    if not isinstance(a, np.ndarray) or not SPLIT_GEMM or a.shape[0] < 256:
-        return a @ b
-    out = np.empty((a.shape[0], b.shape[-1]), dtype=np.result_type(a, b))
-
-    def work(start, stop):
-        np.matmul(a[start:stop], b, out=out[start:stop])
-    _run(work, a.shape[0])
-    return out
-
-
-def matmul_tn(a, b):
-    """a.T @ b for a (M, K), b (M, N): the sum over M split across threads, partial
-    products added at the end."""
-    if not isinstance(a, np.ndarray) or not SPLIT_GEMM or a.shape[0] < 256:
-        return a.T @ b
-    parts = {}
-
-    def work(start, stop):
-        parts[start] = a[start:stop].T @ b[start:stop]
-    _run(work, a.shape[0])
-    ordered = [parts[k] for k in sorted(parts)]   # a fixed order: the same sum every run
-    return sum(ordered[1:], ordered[0])
-

@@ -1,4 +1,4 @@
-"""Where gelu.py's float32 coefficients come from: a fit of h in
+"""Where fast/gelu.py's float32 coefficients come from: a fit of h in
 
     Phi(x) = (1 + tanh(x h(x^2))) / 2,   i.e.   h(z) = atanh(erf(x / sqrt 2)) / x,  z = x^2.
 
@@ -7,7 +7,7 @@ What matters is the error in Phi, which an error in h moves by dPhi/dh = x (1 - 
 (t = tanh(x h)): tiny where tanh has saturated. So the fit weighs h's error by that, and
 reweights the points a few dozen times towards the largest errors (iteratively
 reweighted least squares, which approaches the minimax fit). Run it:
-    python -m minivit.ops.gelu_fit
+    python -m minivit.fast.gelu_fit
 """
 import math
 

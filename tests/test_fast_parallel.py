@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from minivit import parallel
-from minivit.parallel import bmm, map_rows
+from minivit.fast import parallel
+from minivit.fast.parallel import bmm, col_sum, map_rows, row_sum
 
 
 @pytest.fixture(params=[1, 2, 3])
@@ -46,10 +46,8 @@ def test_bmm_matches_matmul(threads):
     np.testing.assert_array_equal(bmm(a, a.swapaxes(-1, -2)), a @ a.swapaxes(-1, -2))
 
 
-def test_split_gemm_matches_blas(threads, monkeypatch):
-    """MINIVIT_SPLIT_GEMM=1: GEMMs split over our threads give BLAS's answer."""
-    monkeypatch.setattr(parallel, "SPLIT_GEMM", True)
-    rng = np.random.default_rng(2)
-    a, b, c = rng.standard_normal((300, 7)), rng.standard_normal((7, 5)), rng.standard_normal((300, 5))
-    np.testing.assert_allclose(parallel.matmul(a, b), a @ b, rtol=1e-12)
-    np.testing.assert_allclose(parallel.matmul_tn(a, c), a.T @ c, rtol=1e-12)
+def test_blas_row_and_column_sums():
+    x = np.random.default_rng(2).standard_normal((300, 7))
+    np.testing.assert_allclose(row_sum(x), x.sum(axis=1, keepdims=True), rtol=1e-12)
+    np.testing.assert_allclose(col_sum(x), x.sum(axis=0), rtol=1e-12)
+    assert row_sum(x).shape == (300, 1) and col_sum(x).shape == (7,)
