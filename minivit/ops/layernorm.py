@@ -16,9 +16,10 @@ def layernorm_forward(x, gamma, beta, eps=EPS):
     """x: (..., D), gamma/beta: (D,) -> y: (..., D). Cache: (xhat, rstd, gamma)."""
     xp = get_array_module(x)
     mu = x.mean(axis=-1, keepdims=True)                      # (..., 1)
-    var = ((x - mu) ** 2).mean(axis=-1, keepdims=True)       # (..., 1), the biased variance
+    xc = x - mu                                              # (..., D), centred
+    var = (xc * xc).mean(axis=-1, keepdims=True)             # (..., 1), the biased variance
     rstd = 1.0 / xp.sqrt(var + eps)                          # (..., 1)
-    xhat = (x - mu) * rstd                                   # (..., D): mean 0, variance ~1
+    xhat = xc * rstd                                         # (..., D): mean 0, variance ~1
     y = gamma * xhat + beta
     return y, (xhat, rstd, gamma)
 
