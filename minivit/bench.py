@@ -27,7 +27,7 @@ from .data_parallel import MICRO_BATCH, DataParallel
 from .kernels import KERNELS
 from .model import ViT
 from .optim import AdamW
-from .train import PRESETS
+from .config import PRESETS
 
 SHAPES = {
     "tiny": dict(patch_size=4, embed_dim=128, depth=6, num_heads=4, mlp_ratio=2.0),

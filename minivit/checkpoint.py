@@ -41,15 +41,23 @@ def load_checkpoint(path):
         path = path / "last.npz"
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}")
+    with open(path, "rb") as f:
+        if f.read(4) != b"PK\x03\x04":     # every .npz is a zip archive and starts so
+            raise ValueError(f"{path} is not a minivit checkpoint (the .npz files that python "
+                             "-m minivit.train writes, e.g. last.npz or best.npz)")
     try:
         with np.load(path, allow_pickle=False) as z:
             data = {k: z[k] for k in z.files}
-        meta = json.loads(str(data.pop("meta")))
     except (zipfile.BadZipFile, OSError, EOFError, KeyError, ValueError) as e:
         raise ValueError(f"checkpoint {path} is truncated or corrupt ({type(e).__name__}: {e}); "
-                         "use another checkpoint (e.g. best.npz) or start a new run") from e
-    if meta.get("format") != FORMAT:
-        raise ValueError(f"{path} is not a minivit checkpoint (format {meta.get('format')!r})")
+                         "use another checkpoint (e.g. best.npz) or start a new run") from None
+    try:
+        meta = json.loads(str(data.pop("meta")))
+    except (KeyError, ValueError):
+        meta = None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        found = f"format {meta.get('format')!r}" if isinstance(meta, dict) else "no minivit metadata"
+        raise ValueError(f"{path} is not a minivit checkpoint ({found})")
     model = {k[6:]: v for k, v in data.items() if k.startswith("model/")}
     optim = {k[6:]: v for k, v in data.items() if k.startswith("optim/")}
     return model, optim, meta

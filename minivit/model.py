@@ -7,6 +7,8 @@
 Parameter names and layouts are timm's, so `state_dict()` / `load_state_dict()` exchange
 weights with timm / PyTorch unchanged.
 """
+from collections.abc import Mapping
+
 import numpy as np
 
 from . import ops
@@ -53,6 +55,15 @@ class ViT(Module):
         dtype = np.dtype(dtype)
         if dtype.kind != "f" or dtype.itemsize < 4:
             raise ValueError(f"dtype must be float32 or float64, got {dtype}")
+        for name, v, low in (("img_size", H, 1), ("img_size", W, 1), ("patch_size", patch_size, 1),
+                             ("in_chans", in_chans, 1), ("num_classes", num_classes, 1),
+                             ("embed_dim", embed_dim, 1), ("depth", depth, 0),
+                             ("num_heads", num_heads, 1)):
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < low:
+                raise ValueError(f"{name} must be an integer >= {low}, got {v!r}")
+        if not (isinstance(mlp_ratio, (int, float)) and mlp_ratio > 0 and int(D * mlp_ratio) >= 1):
+            raise ValueError(f"mlp_ratio must be a number > 0 with embed_dim * mlp_ratio >= 1 "
+                             f"(the MLP's hidden width), got {mlp_ratio!r}")
         if H % patch_size or W % patch_size:
             raise ValueError(f"img_size {H}x{W} must be divisible by patch_size {patch_size}")
         if D % num_heads:
@@ -117,6 +128,13 @@ class ViT(Module):
     def _check_input(self, x):
         C, (H, W) = self.in_chans, self.img_size
         want = f"(B, {C}, {H}, {W})"
+        if not isinstance(x, (np.ndarray, self.xp.ndarray)) and hasattr(x, "__array__"):
+            try:                # e.g. a torch tensor on the CPU: its NumPy view, no copy
+                x = np.asarray(x)
+            except (TypeError, ValueError, RuntimeError) as e:
+                raise ValueError(f"could not convert the {type(x).__name__} input to a NumPy "
+                                 f"array ({e}); pass a NumPy/CuPy array, e.g. "
+                                 "tensor.detach().cpu().numpy()") from None
         if not hasattr(x, "shape") or not hasattr(x, "dtype"):
             raise ValueError(f"expected an array of shape {want}, got {type(x).__name__}")
         if x.ndim != 4:
@@ -167,6 +185,9 @@ class ViT(Module):
     # --- backward ----------------------------------------------------------------------
     def backward(self, dlogits):
         """Fills .grad of every parameter (accumulating, like PyTorch) and returns dL/dx."""
+        if getattr(self, "cache", None) is None:
+            raise RuntimeError("backward() needs the caches of a forward() pass: call "
+                               "model(x) first, then model.backward(dlogits)")
         k, c_pos, c_drop0, c_pool, c_drop1 = self.cache
         dh = k.dropout_backward(self.head.backward(dlogits), c_drop1)
         if self.head_type == "mlp":
@@ -191,7 +212,11 @@ class ViT(Module):
 
     def load_state_dict(self, state):
         """Load {name: array} (NumPy, CuPy or anything with __array__, e.g. torch tensors
-        via .numpy()). Everything is checked before anything is changed."""
+        via .numpy()). Everything is checked before anything is changed: names, shapes, and
+        that every value is finite."""
+        if not isinstance(state, Mapping):
+            raise TypeError(f"load_state_dict expects a mapping {{name: array}} such as "
+                            f"model.state_dict(), got {type(state).__name__}")
         params = dict(self.named_parameters())
         missing = [k for k in params if k not in state]
         unexpected = [k for k in state if k not in params]
@@ -208,5 +233,9 @@ class ViT(Module):
             raise ValueError("state dict does not match this model:\n  " + "\n  ".join(lines))
         device = self._device()
         new = {k: to_device(np.asarray(to_numpy(state[k])), device, self.dtype) for k in params}
+        bad = [k for k, v in new.items() if not bool(self.xp.isfinite(v).all())]
+        if bad:
+            raise ValueError("state dict holds NaN or infinite values in " + ", ".join(bad)
+                             + " (from a diverged run?); load a checkpoint with finite weights")
         for k, p in params.items():
             p.data, p.grad = new[k], None

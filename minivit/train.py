@@ -8,7 +8,6 @@ if the run had never stopped. Ctrl-C saves a checkpoint and exits; a second Ctrl
 aborts at once.
 """
 import argparse
-import contextlib
 import json
 import math
 import signal
@@ -21,116 +20,104 @@ from tqdm.auto import tqdm
 
 from .backend import set_device, synchronize, to_device, xp_for
 from .checkpoint import load_checkpoint, save_checkpoint
-from .data import Augment, Loader, load_cifar10
+from .cli import USER_ERRORS, cli_warnings, error
+from .config import HELP, PRESETS, RUN_DEFAULTS, flag, make_model, validate_config
+from .data import Augment, Loader, fingerprint, load_cifar10
 from .data_parallel import DataParallel
 from .evaluate import evaluate
 from .kernels import KERNELS
-from .model import ViT
 from .nn import device_rng
 from .optim import AdamW, clip_grad_norm, cosine_lr
 
-# Every hyper-parameter, with the value of each preset. 'cpu' is sized for a 2-core laptop
-# (see README for the time and accuracy it reaches): under a 2-hour budget a small ViT
-# underfits, so it trains longer with light augmentation and average-pools the patch tokens
-# (Beyer et al. 2022, "Better plain ViT baselines": GAP learns faster than [CLS]).
-# 'gpu' is a DeiT-style recipe.
-PRESETS = {
-    "cpu": dict(patch_size=4, embed_dim=128, depth=6, num_heads=4, mlp_ratio=2.0,
-                drop_rate=0.0, attn_drop_rate=0.0, drop_path=0.0, global_pool="avg",
-                head="linear", epochs=21, batch_size=128, lr=1e-3, min_lr=1e-5,
-                weight_decay=0.05, warmup_epochs=2, label_smoothing=0.1, clip_grad=None,
-                crop_pad=4, hflip=True, mixup=0.0, cutmix=0.0, mix_prob=1.0),
-    "gpu": dict(patch_size=4, embed_dim=384, depth=7, num_heads=12, mlp_ratio=2.0,
-                drop_rate=0.0, attn_drop_rate=0.0, drop_path=0.1, global_pool="token",
-                head="linear", epochs=200, batch_size=256, lr=1e-3, min_lr=1e-5,
-                weight_decay=0.05, warmup_epochs=10, label_smoothing=0.1, clip_grad=None,
-                crop_pad=4, hflip=True, mixup=0.8, cutmix=1.0, mix_prob=1.0),
-}
-MODEL_KEYS = ("patch_size", "embed_dim", "depth", "num_heads", "mlp_ratio", "drop_rate",
-              "attn_drop_rate", "global_pool", "head")
 # flags that only say where/how to run, allowed together with --resume
 RUNTIME_KEYS = ("device", "kernels", "data_dir", "data_archive", "download", "progress", "resume",
-                "preset", "dataset")
-DEFAULT_SEED = 0
+                "preset", "dataset", "out")
+# hyper-parameter flags in the order --help lists them, with their types
+HYPER_FLAGS = (("epochs", int), ("batch_size", int), ("lr", float), ("min_lr", float),
+               ("weight_decay", float), ("warmup_epochs", float), ("label_smoothing", float),
+               ("clip_grad", float), ("patch_size", int), ("embed_dim", int), ("depth", int),
+               ("num_heads", int), ("mlp_ratio", float), ("drop_rate", float),
+               ("attn_drop_rate", float), ("drop_path", float), ("crop_pad", int),
+               ("mixup", float), ("cutmix", float), ("mix_prob", float))
+
+
+def _preset_values(key):
+    return ", ".join(f"{name}: {c[key]}" for name, c in PRESETS.items())
 
 
 def build_parser():
     p = argparse.ArgumentParser(
         prog="python -m minivit.train",
-        description="Train a Vision Transformer from scratch on CIFAR-10 (NumPy or CuPy).",
-        epilog="Presets: " + "; ".join(
-            f"{name}: dim {c['embed_dim']}, depth {c['depth']}, heads {c['num_heads']}, "
-            f"{c['epochs']} epochs" for name, c in PRESETS.items()),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("dataset", choices=["cifar10"])
+        description="Train a Vision Transformer from scratch on CIFAR-10 (NumPy or CuPy). "
+                    "Every hyper-parameter starts at the chosen preset's value; a flag overrides it.")
+    p.add_argument("dataset", choices=["cifar10"], help="the dataset (only cifar10)")
     p.add_argument("--preset", choices=list(PRESETS), default="cpu",
-                   help="starting values of every hyper-parameter below")
+                   help="the recipe every hyper-parameter starts from (default: cpu, sized for a "
+                        "2-core laptop; gpu: a DeiT-style recipe)")
     g = p.add_argument_group("run")
-    g.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    g.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
+                   help="where to compute: cpu (NumPy) or cuda (CuPy) (default: cpu)")
     g.add_argument("--kernels", choices=KERNELS, default="auto",
                    help="the ops that compute the model: 'reference' (minivit/ops, the math), "
-                        "'fast' (minivit/fast, CPU only) or 'auto' (fast on the CPU when present); "
-                        "the results are the same to round-off")
-    g.add_argument("--seed", type=int, default=None, help=f"(default {DEFAULT_SEED})")
+                        "'fast' (minivit/fast, CPU only) or 'auto' (fast on the CPU when present; "
+                        "the default); the results are the same to round-off")
+    g.add_argument("--seed", type=int, default=None,
+                   help=f"seed of all randomness: weights, data order, augmentation, dropout "
+                        f"(default: {RUN_DEFAULTS['seed']})")
     g.add_argument("--out", type=Path, default=None,
-                   help="output directory (default runs/cifar10-<preset>-<time>)")
+                   help="output directory (default: runs/cifar10-<preset>-<date>-<time>)")
     g.add_argument("--resume", type=Path, default=None,
-                   help="continue a run: its directory or a checkpoint file")
-    g.add_argument("--limit-train", type=int, default=None, help="use the first N training images")
-    g.add_argument("--limit-test", type=int, default=None, help="use the first N test images")
-    g.add_argument("--log-every", type=int, default=None, help="steps between metric records (50)")
-    g.add_argument("--eval-batch-size", type=int, default=None, help="(500)")
+                   help="continue a run exactly: its directory or a checkpoint file in it")
+    g.add_argument("--limit-train", type=int, default=None,
+                   help="train on the first N training images only (default: all 50,000)")
+    g.add_argument("--limit-test", type=int, default=None,
+                   help="evaluate on the first N test images only (default: all 10,000)")
+    g.add_argument("--log-every", type=int, default=None,
+                   help=f"steps between step records in metrics.jsonl (default: {RUN_DEFAULTS['log_every']})")
+    g.add_argument("--eval-batch-size", type=int, default=None,
+                   help=f"images per batch when evaluating (default: {RUN_DEFAULTS['eval_batch_size']})")
     g.add_argument("--no-progress", dest="progress", action="store_false",
-                   help="no progress bars (summary lines only)")
+                   help="no progress bars, only one summary line per epoch")
     d = p.add_argument_group("data")
     d.add_argument("--data-dir", type=Path, default=None,
-                   help="default: $MINIVIT_DATA, else $XDG_CACHE_HOME/minivit, else ~/.cache/minivit")
+                   help="where CIFAR-10 is cached (default: $MINIVIT_DATA, else "
+                        "$XDG_CACHE_HOME/minivit, else ~/.cache/minivit)")
     d.add_argument("--data-archive", type=Path, default=None,
                    help="a local cifar-10-python.tar.gz to use instead of downloading")
-    d.add_argument("--no-download", dest="download", action="store_false")
-    h = p.add_argument_group("hyper-parameters (default: the preset's)")
-    for key, typ in (("epochs", int), ("batch_size", int), ("lr", float), ("min_lr", float),
-                     ("weight_decay", float), ("warmup_epochs", float), ("label_smoothing", float),
-                     ("clip_grad", float), ("patch_size", int), ("embed_dim", int),
-                     ("depth", int), ("num_heads", int), ("mlp_ratio", float),
-                     ("drop_rate", float), ("attn_drop_rate", float), ("drop_path", float),
-                     ("crop_pad", int), ("mixup", float), ("cutmix", float), ("mix_prob", float)):
-        h.add_argument("--" + key.replace("_", "-"), type=typ, default=None)
-    h.add_argument("--global-pool", choices=["token", "avg"], default=None)
-    h.add_argument("--head", choices=["linear", "mlp"], default=None)
-    h.add_argument("--hflip", action=argparse.BooleanOptionalAction, default=None)
+    d.add_argument("--no-download", dest="download", action="store_false",
+                   help="never download; fail with a message when CIFAR-10 is not found locally")
+    h = p.add_argument_group("hyper-parameters (each shows the value of every preset)")
+    for key, typ in HYPER_FLAGS:
+        h.add_argument(flag(key), type=typ, default=None, metavar=key.split("_")[-1].upper(),
+                       help=f"{HELP[key]} ({_preset_values(key)})")
+    h.add_argument("--global-pool", choices=["token", "avg"], default=None,
+                   help=f"{HELP['global_pool']} ({_preset_values('global_pool')})")
+    h.add_argument("--head", choices=["linear", "mlp"], default=None,
+                   help=f"{HELP['head']} ({_preset_values('head')})")
+    h.add_argument("--hflip", action=argparse.BooleanOptionalAction, default=None,
+                   help=f"{HELP['hflip']} ({_preset_values('hflip')})")
     return p
 
 
 def resolve_config(args):
-    """The preset, overridden by every flag that was given."""
-    cfg = dict(PRESETS[args.preset])
-    cfg.update(dataset=args.dataset, preset=args.preset, seed=DEFAULT_SEED, limit_train=None,
-               limit_test=None, log_every=50, eval_batch_size=500)
+    """The preset, overridden by every flag that was given, checked (ValueError naming the
+    flag). A preset's warm-up is a share of its schedule: given only --epochs, the warm-up
+    keeps that share, so a short run still warms up, peaks and decays."""
+    preset = PRESETS[args.preset]
+    cfg = dict(preset, dataset=args.dataset, preset=args.preset, **RUN_DEFAULTS)
     for k, v in vars(args).items():
         if k in cfg and v is not None and k not in ("dataset", "preset"):
             cfg[k] = v
-    checks = [("epochs", cfg["epochs"] >= 1), ("batch_size", cfg["batch_size"] >= 1),
-              ("lr", cfg["lr"] > 0), ("log_every", cfg["log_every"] >= 1),
-              ("label_smoothing", 0 <= cfg["label_smoothing"] < 1),
-              ("warmup_epochs", cfg["warmup_epochs"] >= 0)]
-    for name, ok in checks:
-        if not ok:
-            raise ValueError(f"--{name.replace('_', '-')} has an invalid value {cfg[name]!r}")
-    return cfg
-
-
-def make_model(cfg, device, kernels="auto"):
-    """The ViT a config describes (errors for impossible shapes come from ViT itself)."""
-    return ViT(img_size=32, in_chans=3, num_classes=10, drop_path_rate=cfg["drop_path"],
-               seed=cfg["seed"], device=device, kernels=kernels, **{k: cfg[k] for k in MODEL_KEYS})
+    if args.epochs is not None and args.warmup_epochs is None and isinstance(args.epochs, int):
+        cfg["warmup_epochs"] = preset["warmup_epochs"] * args.epochs / preset["epochs"]
+    return validate_config(cfg)
 
 
 def make_loaders(cfg, data):
     x_tr, y_tr, x_te, y_te = data["x_train"], data["y_train"], data["x_test"], data["y_test"]
-    if cfg["limit_train"]:
+    if cfg["limit_train"] is not None:
         x_tr, y_tr = x_tr[:cfg["limit_train"]], y_tr[:cfg["limit_train"]]
-    if cfg["limit_test"]:
+    if cfg["limit_test"] is not None:
         x_te, y_te = x_te[:cfg["limit_test"]], y_te[:cfg["limit_test"]]
     aug = Augment(crop_pad=cfg["crop_pad"], hflip=cfg["hflip"], mixup_alpha=cfg["mixup"],
                   cutmix_alpha=cfg["cutmix"], mix_prob=cfg["mix_prob"])
@@ -167,10 +154,21 @@ def _write_metrics(path, records):
     tmp.replace(path)
 
 
-def train(cfg, out, device="cpu", data=None, resume=None, progress=True, kernels="auto"):
-    """Run (or continue) training; returns (metric records, exit code: 0, or 130 if stopped)."""
+def _remove_stale_temporaries(out):
+    """Checkpoint and metrics files half-written by a killed run (never renamed into place)."""
+    for tmp in [*out.glob("*.npz.*.tmp"), out / "metrics.jsonl.tmp"]:
+        tmp.unlink(missing_ok=True)
+
+
+def train(cfg, out, device="cpu", data=None, resume=None, progress=True, kernels="auto", *,
+          data_info=None, resume_hint=None):
+    """Run (or continue) training; returns (metric records, exit code: 0, or 130 if stopped).
+    `data_info` (where the data came from, its fingerprint) is stored in every checkpoint so
+    that a resume can check it; `resume_hint` is the command printed to continue the run."""
     xp = xp_for(device)
     out.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temporaries(out)
+    resume_hint = resume_hint or f"python -m minivit.train cifar10 --resume {out}"
     model = make_model(cfg, device, kernels)
     dp = DataParallel(model)            # the batch split over the CPU cores (as is on a GPU)
     opt = AdamW(model.named_parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
@@ -199,9 +197,18 @@ def train(cfg, out, device="cpu", data=None, resume=None, progress=True, kernels
 
     def meta(epoch, batch_in_epoch):
         return dict(config=cfg, epoch=epoch, batch_in_epoch=batch_in_epoch, step=step,
-                    best_acc=best_acc, partial=partial, rng="derived from (seed, epoch, step)")
+                    best_acc=best_acc, partial=partial, rng="derived from (seed, epoch, step)",
+                    data=data_info)
+
+    def stop(what):
+        raise FloatingPointError(
+            f"{what} at epoch {epoch + 1}, step {step}: training stopped. The last good "
+            f"checkpoint is {out / 'last.npz'} (if any). Try a lower --lr, --clip-grad 1.0 or "
+            "more --warmup-epochs.")
 
     def checkpoint(name, epoch, batch_in_epoch):
+        if not all(bool(xp.isfinite(p.data).all()) for _, p in model.named_parameters()):
+            stop("the weights became NaN or infinite")     # never save them over good ones
         save_checkpoint(out / name, model.state_dict(), opt.state_dict(), meta(epoch, batch_in_epoch))
 
     log = metrics_path.open("a")
@@ -223,10 +230,7 @@ def train(cfg, out, device="cpu", data=None, resume=None, progress=True, kernels
                     loss, logits = dp.forward_backward(x, y, cfg["label_smoothing"])
                     loss = float(loss)
                     if not math.isfinite(loss):    # before the update: the weights stay good
-                        raise FloatingPointError(
-                            f"the loss became {loss} at epoch {epoch + 1}, step {step}: training "
-                            f"stopped. The last good checkpoint is {out / 'last.npz'} (if any). "
-                            "Try a lower --lr, --clip-grad 1.0 or more --warmup-epochs.")
+                        stop(f"the loss became {loss}")
                     if cfg["clip_grad"]:
                         clip_grad_norm(model.named_parameters(), cfg["clip_grad"])
                     opt.step()
@@ -256,9 +260,11 @@ def train(cfg, out, device="cpu", data=None, resume=None, progress=True, kernels
                 if interrupt.requested and start < steps_per_epoch:
                     checkpoint("last.npz", epoch, start)
                     tqdm.write(f"saved {out / 'last.npz'} (epoch {epoch + 1}, step {step}); "
-                               f"continue with: python -m minivit.train cifar10 --resume {out}")
+                               f"continue with: {resume_hint}")
                     return records, 130
                 test_loss, test_acc, _ = evaluate(dp, test_loader, device)
+                if not math.isfinite(test_loss):
+                    stop(f"the test loss became {test_loss}")
                 seen = max(partial["seen"], 1)
                 busy = partial["time"] + partial["data_time"]
                 rec = dict(type="epoch", epoch=epoch, step=step, train_loss=partial["loss"] / seen,
@@ -280,7 +286,7 @@ def train(cfg, out, device="cpu", data=None, resume=None, progress=True, kernels
                 checkpoint("last.npz", epoch, 0)
                 _plot(records, out)
                 if interrupt.requested:
-                    tqdm.write(f"stopped after epoch {epoch}; continue with --resume {out}")
+                    tqdm.write(f"stopped after epoch {epoch}; continue with: {resume_hint}")
                     return records, 130
     finally:
         log.close()
@@ -295,53 +301,106 @@ def _plot(records, out):
     plot_curves(records, out / "curves.png")
 
 
-@contextlib.contextmanager
-def cli_warnings():
-    """Warnings as one plain line on stderr ("warning: ..."), not Python's source echo."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("default")
-        warnings.showwarning = lambda msg, *a, **k: print(f"warning: {msg}", file=sys.stderr)
-        yield
-
-
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
     with cli_warnings():
-        return _main(parser, args)
+        return _main(args)
 
 
-def _main(parser, args):
+def resume_command(out, args):
+    """The command that continues this run, with the data and device flags it needs."""
+    parts = ["python -m minivit.train cifar10 --resume", str(out)]
+    for key in ("data_dir", "data_archive"):
+        if getattr(args, key) is not None:
+            parts += [flag(key), str(getattr(args, key))]
+    if args.device != "cpu":
+        parts += ["--device", args.device]
+    return " ".join(parts)
+
+
+RESUME_META = ("config", "epoch", "batch_in_epoch", "step", "best_acc", "partial")
+
+
+def _load_resume(path):
+    """(checkpoint, its config, the run directory), every promise of a resume checked."""
+    model_state, optim_state, meta = load_checkpoint(path)
+    missing = [k for k in RESUME_META if k not in meta]
+    if missing:
+        raise ValueError(f"{path} has no {', '.join(missing)} in its metadata: it is not a "
+                         "checkpoint written by python -m minivit.train, so it cannot be resumed")
+    try:
+        cfg = validate_config(meta["config"])
+    except ValueError as e:
+        raise ValueError(f"{path}: its configuration is invalid ({e})") from None
+    out = path if path.is_dir() else path.parent
+    saved = out / "config.json"
+    if saved.is_file():
+        try:
+            run_cfg = json.loads(saved.read_text())
+        except (ValueError, UnicodeDecodeError) as e:
+            raise ValueError(f"{saved} is not valid JSON ({e}); restore it or start a new run") from None
+        if run_cfg != cfg:
+            diff = sorted(k for k in set(cfg) | set(run_cfg) if cfg.get(k) != run_cfg.get(k))
+            raise ValueError(
+                f"the checkpoint does not belong to this run: {saved} and the checkpoint differ in "
+                + ", ".join(f"{k} ({run_cfg.get(k)!r} vs {cfg.get(k)!r})" for k in diff)
+                + ". Resume from a checkpoint this run wrote, or start a new run with --out")
+    return (model_state, optim_state, meta), cfg, out
+
+
+def _check_same_data(meta, data_info, args):
+    saved = meta.get("data")
+    if saved is None:
+        warnings.warn("this checkpoint does not record its training data (written by an older "
+                      "minivit); make sure you resume on the same data")
+    elif saved["fingerprint"] != data_info["fingerprint"]:
+        raise ValueError(
+            f"this run was trained on the CIFAR-10 copy at {saved['source']} (fingerprint "
+            f"{saved['fingerprint'][:12]}), but the data found now at {data_info['source']} is "
+            f"different (fingerprint {data_info['fingerprint'][:12]}). Resume with the run's own "
+            f"data: {flag('data_dir')} {saved['data_dir'] or '(the default)'}"
+            + (f" {flag('data_archive')} {saved['data_archive']}" if saved["data_archive"] else ""))
+
+
+def _main(args):
     try:
         set_device(args.device)
         resume = None
         if args.resume is not None:
-            given = [k for k, v in vars(args).items()
-                     if v is not None and k not in RUNTIME_KEYS and k != "out"]
+            given = [k for k, v in vars(args).items() if v is not None and k not in RUNTIME_KEYS]
             if given:
-                parser.error("--resume continues a run with its saved configuration; drop "
-                             + ", ".join("--" + k.replace("_", "-") for k in given))
-            resume = load_checkpoint(args.resume)
-            cfg = resume[2]["config"]
-            out = args.resume if args.resume.is_dir() else args.resume.parent
+                return error("--resume continues a run with its saved configuration; drop "
+                             + ", ".join(flag(k) for k in given))
+            resume, cfg, out = _load_resume(args.resume)
             if args.out is not None and args.out.resolve() != out.resolve():
-                parser.error(f"--resume writes into the run's own directory {out}; drop --out")
+                return error(f"--resume writes into the run's own directory {out}; drop --out")
         else:
-            cfg = resolve_config(args)
+            cfg = resolve_config(args)      # every value checked before data or disk is touched
             out = args.out or Path("runs") / f"cifar10-{args.preset}-{time.strftime('%Y%m%d-%H%M%S')}"
+            if out.exists() and not out.is_dir():
+                return error(f"--out {out} is a file, not a directory; choose another --out")
             if (out / "last.npz").exists() or (out / "best.npz").exists():
-                parser.error(f"{out} already holds a run; continue it with --resume {out} "
+                return error(f"{out} already holds a run; continue it with --resume {out} "
                              "or choose another --out")
         data = load_cifar10(args.data_dir, args.data_archive, download=args.download,
                             progress=args.progress)
+        data_info = dict(source=data["source"], fingerprint=fingerprint(data),
+                         data_dir=args.data_dir and str(args.data_dir),
+                         data_archive=args.data_archive and str(args.data_archive))
+        if resume is not None:
+            _check_same_data(resume[2], data_info, args)
         print(f"minivit: {cfg['preset']} preset on {args.device}, output in {out}")
-        records, code = train(cfg, out, args.device, data, resume, args.progress, args.kernels)
-    except (ValueError, RuntimeError, OSError, FloatingPointError) as e:   # OSError: e.g. a read-only data dir
+        records, code = train(cfg, out, args.device, data, resume, args.progress, args.kernels,
+                              data_info=data_info, resume_hint=resume_command(out, args))
+    except FloatingPointError as e:
         print(f"error: {e}", file=sys.stderr)
-        return 2 if not isinstance(e, FloatingPointError) else 1
+        return 1
+    except USER_ERRORS as e:
+        return error(e)
     if code == 0 and records:
-        last = [r for r in records if r["type"] == "epoch"][-1]
-        print(f"done: test accuracy {last['test_acc']:.4f} (best {max(r['test_acc'] for r in records if r['type'] == 'epoch'):.4f}); "
+        ep = [r for r in records if r["type"] == "epoch"]
+        print(f"done: test accuracy {ep[-1]['test_acc']:.4f} (best {max(r['test_acc'] for r in ep):.4f}); "
               f"checkpoints in {out}")
     return code
 

@@ -7,6 +7,7 @@ import http.server
 import io
 import os
 import pickle
+import shutil
 import socket
 import sys
 import tarfile
@@ -104,8 +105,9 @@ def test_invalid_folder_is_rebuilt_from_archive(archive, tmp_path):
     data_dir = tmp_path / "d"
     (data_dir / FOLDER).mkdir(parents=True)
     (data_dir / FOLDER / "data_batch_1").write_bytes(b"not a pickle")
+    shutil.copy(archive, data_dir / ARCHIVE_NAME)     # the data dir's own archive
     with pytest.warns(UserWarning, match="failed validation"):
-        data = _load(data_dir=data_dir, archive=archive)
+        data = _load(data_dir=data_dir)
     assert data["x_train"].shape == (100, 3, 32, 32)
     assert (data_dir / FOLDER / "test_batch").is_file()
 
@@ -344,7 +346,12 @@ def test_read_batch_accepts_str_keys(tmp_path):
     ({b"data": np.zeros((2, 1024), np.uint8), b"labels": [0, 1]}, "3072"),
     ({b"data": np.zeros((2, 3072), np.uint8), b"labels": [0]}, "labels for 2 images"),
     ({b"data": np.zeros((2, 3072), np.uint8), b"labels": [0, 10]}, "outside 0..9"),
-    ({b"data": np.zeros((2, 3072), np.uint8), b"labels": [b"a", b"b"]}, "not integers"),
+    ({b"data": np.zeros((2, 3072), np.uint8), b"labels": [b"a", b"b"]}, "list of integers"),
+    # floats are refused, not truncated (9.9 would have become class 9); bools too
+    ({b"data": np.zeros((2, 3072), np.uint8), b"labels": [1, 9.9]}, "float 9.9"),
+    ({b"data": np.zeros((2, 3072), np.uint8), b"labels": np.array([1.0, 2.0])}, "float"),
+    ({b"data": np.zeros((2, 3072), np.uint8), b"labels": [True, False]}, "bool"),
+    ({b"data": np.zeros((2, 3072), np.uint8), b"labels": 3}, "list of integers"),
     ({b"data": np.zeros((2, 3072), np.uint8)}, "no 'labels'"),
     ([1, 2], "not hold a dict"),
 ])

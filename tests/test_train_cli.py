@@ -57,7 +57,8 @@ def test_bad_flag_is_a_clear_error(tmp_path, archive, capsys):
         train_cli.main(["cifar10", "--epochs", "many"])
     assert e.value.code == 2 and "invalid int value" in capsys.readouterr().err
     assert run(["--out", str(tmp_path / "r"), "--embed-dim", "30", "--num-heads", "4"], tmp_path, archive) == 2
-    assert "embed_dim 30 must be divisible by num_heads 4" in capsys.readouterr().err
+    assert "--num-heads must be an integer >= 1 and a divisor of --embed-dim (30), got 4" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists() and not (tmp_path / "data").exists()   # checked first
 
 
 def test_train_resume_evaluate(tmp_path, archive, capsys, monkeypatch):
@@ -113,22 +114,20 @@ def test_train_resume_evaluate(tmp_path, archive, capsys, monkeypatch):
 
 def test_existing_run_is_not_overwritten(tmp_path, archive, capsys):
     out = tmp_path / "r"
-    assert run(["--out", str(out), *TINY[:-5], "--epochs", "1", "--no-progress"], tmp_path, archive) == 0
+    assert run(["--out", str(out), *TINY[:-5], "--epochs", "1", "--warmup-epochs", "0.5", "--no-progress"], tmp_path, archive) == 0
     before = (out / "last.npz").read_bytes()
-    with pytest.raises(SystemExit):
-        run(["--out", str(out), *TINY], tmp_path, archive)
+    assert run(["--out", str(out), *TINY], tmp_path, archive) == 2
     assert "already holds a run" in capsys.readouterr().err
     assert (out / "last.npz").read_bytes() == before
 
 
 def test_resume_rejects_other_shapes_and_corrupt_checkpoints(tmp_path, archive, capsys):
     out = tmp_path / "r"
-    assert run(["--out", str(out), *TINY[:-5], "--epochs", "1", "--no-progress"], tmp_path, archive) == 0
+    assert run(["--out", str(out), *TINY[:-5], "--epochs", "1", "--warmup-epochs", "0.5", "--no-progress"], tmp_path, archive) == 0
     last = out / "last.npz"
     good = last.read_bytes()
     # a hyper-parameter together with --resume
-    with pytest.raises(SystemExit):
-        run(["--resume", str(out), "--embed-dim", "32"], tmp_path, archive)
+    assert run(["--resume", str(out), "--embed-dim", "32"], tmp_path, archive) == 2
     assert "drop --embed-dim" in capsys.readouterr().err
     # a truncated checkpoint
     last.write_bytes(good[: len(good) // 2])
@@ -138,7 +137,7 @@ def test_resume_rejects_other_shapes_and_corrupt_checkpoints(tmp_path, archive, 
     # a checkpoint of another model shape
     other = tmp_path / "other"
     assert run(["--out", str(other), "--embed-dim", "8", "--depth", "1", "--num-heads", "2",
-                "--epochs", "1", "--no-progress"], tmp_path, archive) == 0
+                "--epochs", "1", "--warmup-epochs", "0.5", "--no-progress"], tmp_path, archive) == 0
     import shutil
     shutil.copy(other / "last.npz", tmp_path / "x.npz")
     last.write_bytes(good)
@@ -154,7 +153,7 @@ def test_resume_rejects_other_shapes_and_corrupt_checkpoints(tmp_path, archive, 
 
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, archive, capsys):
     out = tmp_path / "r"
-    assert run(["--out", str(out), *TINY[:-5], "--epochs", "1", "--no-progress"], tmp_path, archive) == 0
+    assert run(["--out", str(out), *TINY[:-5], "--epochs", "1", "--warmup-epochs", "0.5", "--no-progress"], tmp_path, archive) == 0
     good = (out / "last.npz").read_bytes()
     shutil_out = tmp_path / "nan"
     import shutil

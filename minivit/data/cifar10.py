@@ -2,11 +2,13 @@
 
 Where the data comes from, in order (`load_cifar10`):
 
-1. `<data dir>/cifar-10-batches-py/` when it is already there and passes the checks below;
+1. `<data dir>/cifar-10-batches-py/` when it is already there and passes the checks below
+   (with an explicit `archive=`, only if it was extracted from an archive of the same md5);
 2. a local archive: the `archive=` argument (the CLI's `--data-archive PATH`) or
    `<data dir>/cifar-10-python.tar.gz`. No network. Its md5 is compared with the official
    one, but a mismatch only *warns*: course mirrors and re-packed copies exist, and what
-   matters is that the contents have the right structure;
+   matters is that the contents have the right structure. The gzip stream is read to its
+   end, so its own CRC catches damage whatever the md5;
 3. a download from `url`, which must match the official md5 (a mismatch is an error: a
    download can be truncated or replaced, a file you chose yourself cannot).
 
@@ -18,6 +20,7 @@ renamed into place only after every file validated, so an interrupted or corrupt
 never leaves a half-written folder that a later run would trust.
 """
 import codecs
+import gzip
 import hashlib
 import http.client
 import os
@@ -152,12 +155,30 @@ def _check_member(member):
         raise ValueError(f"{member.name!r} is a link or special file")
 
 
-def extract_archive(archive, data_dir):
+def check_gzip(archive, redo=""):
+    """Read a gzip file to its end, so that its CRC-32 and length trailer are checked: a
+    flipped bit in the compressed stream that still inflates is caught here (tarfile stops
+    reading at the archive's last member and never looks at the trailer)."""
+    with open(archive, "rb") as f:
+        if f.read(2) != b"\x1f\x8b":
+            return
+    try:
+        with gzip.open(archive, "rb") as g:
+            while g.read(1 << 22):
+                pass
+    except (OSError, EOFError, zlib.error) as e:   # gzip.BadGzipFile is an OSError
+        raise RuntimeError(f"{archive} is damaged: its gzip stream does not check out "
+                           f"({type(e).__name__}: {e}). {redo}") from None
+
+
+def extract_archive(archive, data_dir, md5=None):
     """Extract `archive` into `<data_dir>/cifar-10-batches-py`, all or nothing; returns the
-    loaded arrays (see `load_cifar10`), since validating means reading every batch anyway."""
+    loaded arrays (see `load_cifar10`), since validating means reading every batch anyway.
+    `md5` (the archive's) is recorded in the folder, so the folder is known to serve it."""
     archive, data_dir = Path(archive), Path(data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
     redo = f"Delete {archive} and download it again (or use another copy)."
+    check_gzip(archive, redo)
     tmp = Path(tempfile.mkdtemp(prefix=".extract-", dir=data_dir))  # same filesystem: rename works
     try:
         try:
@@ -175,14 +196,16 @@ def extract_archive(archive, data_dir):
             if _HAS_DATA_FILTER and isinstance(e, tarfile.FilterError):
                 raise ValueError(f"refusing to extract {archive}: {e}") from e
             raise RuntimeError(f"could not extract {archive} ({type(e).__name__}: {e}); it is "
-                               f"probably corrupt or truncated. {redo}") from e
+                               f"probably corrupt or truncated. {redo}") from None
         if not (tmp / FOLDER).is_dir():
             raise ValueError(f"{archive} has no {FOLDER}/ folder: not the CIFAR-10 python "
                              f"archive. {redo}")
         try:
             data = load_folder(tmp / FOLDER, source=archive)
         except (ValueError, pickle.UnpicklingError) as e:
-            raise type(e)(f"{archive}: {e}. {redo}") from e
+            raise type(e)(f"{e}. {redo}") from None
+        if md5 is not None:
+            (tmp / FOLDER / SOURCE_MD5).write_text(md5 + "\n")
         target = data_dir / FOLDER
         if target.exists():  # a stale folder that failed validation
             shutil.rmtree(target)
@@ -205,7 +228,16 @@ def _find_reconstruct():
     return _reconstruct
 
 
-# Everything the official (Python 2) batches and our Python 3 protocol-2 ones reference.
+def _find_frombuffer():
+    try:
+        from numpy._core.numeric import _frombuffer
+    except ImportError:
+        from numpy.core.numeric import _frombuffer
+    return _frombuffer
+
+
+# Everything the official (Python 2) batches reference, and what NumPy's own pickling of
+# arrays needs under protocols 2-5 (nothing else: no other callable can be named).
 # Mapping to the objects directly also avoids NumPy 2's numpy.core deprecation warning.
 _ALLOWED = {
     ("numpy.core.multiarray", "_reconstruct"): _find_reconstruct(),
@@ -213,6 +245,11 @@ _ALLOWED = {
     ("numpy", "ndarray"): np.ndarray,
     ("numpy", "dtype"): np.dtype,
     ("_codecs", "encode"): codecs.encode,  # how protocol-2 pickles from Python 3 store bytes
+    ("__builtin__", "bytes"): bytes,       # ... and an empty b"" (as bytes())
+    ("builtins", "bytes"): bytes,
+    # protocol 5 rebuilds a contiguous array from its raw buffer
+    ("numpy.core.numeric", "_frombuffer"): _find_frombuffer(),
+    ("numpy._core.numeric", "_frombuffer"): _find_frombuffer(),
 }
 
 
@@ -229,16 +266,19 @@ class _BatchUnpickler(pickle.Unpickler):
                 f"NumPy arrays, lists and strings, so this file is not one") from None
 
 
-def load_pickle(path):
+def load_pickle(path, name=None):
     """Unpickle one batch file with the restricted unpickler. The official batches are
-    Python 2 pickles, hence encoding="bytes" (their dict keys come back as bytes)."""
+    Python 2 pickles, hence encoding="bytes" (their dict keys come back as bytes).
+    `name` is how messages call the file (default: its path)."""
+    name = name or path
     with open(path, "rb") as f:
         try:
             return _BatchUnpickler(f, encoding="bytes").load()
         except pickle.UnpicklingError as e:
-            raise pickle.UnpicklingError(f"{path}: {e}") from e
-        except (EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError) as e:
-            raise ValueError(f"{path} is not a readable pickle ({type(e).__name__}: {e})") from e
+            raise pickle.UnpicklingError(f"{name}: {e}") from None
+        except (EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError,
+                UnicodeDecodeError, MemoryError, OverflowError) as e:
+            raise ValueError(f"{name} is not a readable pickle ({type(e).__name__}: {e})") from None
 
 
 def _get(d, key, path):
@@ -251,40 +291,59 @@ def _get(d, key, path):
 
 
 # --- reading and validating the folder ----------------------------------------------------
-def read_batch(path):
-    """One batch file -> (images uint8 (n, 3, 32, 32), labels int64 (n,)), validated."""
-    d = load_pickle(path)
-    data = _get(d, "data", path)
+def _is_label(v):
+    return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
+
+
+def read_batch(path, name=None):
+    """One batch file -> (images uint8 (n, 3, 32, 32), labels int64 (n,)), validated.
+    Labels must be integers: floats (9.9) or bools are refused, never truncated."""
+    name = name or path
+    d = load_pickle(path, name)
+    data = _get(d, "data", name)
     if not (isinstance(data, np.ndarray) and data.dtype == np.uint8
             and data.ndim == 2 and data.shape[1] == 3 * 32 * 32):
-        raise ValueError(f"{path}: 'data' must be a uint8 array of shape (n, 3072), got "
+        raise ValueError(f"{name}: 'data' must be a uint8 array of shape (n, 3072), got "
                          f"{getattr(data, 'dtype', type(data))} {getattr(data, 'shape', '')}")
-    labels = _get(d, "labels", path)
-    try:
-        labels = np.asarray(labels, dtype=np.int64)
-    except (TypeError, ValueError, OverflowError) as e:
-        raise ValueError(f"{path}: 'labels' are not integers") from e
+    labels = _get(d, "labels", name)
+    values = labels.tolist() if isinstance(labels, np.ndarray) else labels
+    if not isinstance(values, (list, tuple)) or not all(map(_is_label, values)):
+        bad = next((v for v in values if not _is_label(v)), values) if isinstance(values, (list, tuple)) else values
+        raise ValueError(f"{name}: 'labels' must be a list of integers, found {type(bad).__name__} "
+                         f"{bad!r}"[:200])
+    labels = np.asarray(values, dtype=np.int64)
     if labels.shape != (len(data),):
-        raise ValueError(f"{path}: {labels.shape} labels for {len(data)} images")
+        raise ValueError(f"{name}: {labels.shape} labels for {len(data)} images")
     if len(labels) and (labels.min() < 0 or labels.max() >= NUM_CLASSES):
-        raise ValueError(f"{path}: labels outside 0..{NUM_CLASSES - 1}")
+        raise ValueError(f"{name}: labels outside 0..{NUM_CLASSES - 1}")
     return data.reshape(-1, 3, 32, 32), labels
 
 
 def load_folder(folder, source=None):
     """Load and validate an extracted `cifar-10-batches-py` folder; see `load_cifar10`.
-    `source` names where it came from in warnings (the archive, not a temporary folder)."""
+    `source` names where it came from in messages (the archive, not a temporary folder)."""
     folder = Path(folder)
+
+    def name(n):
+        return f"{source}: {FOLDER}/{n}" if source else folder / n
+
     missing = [n for n in (*TRAIN_BATCHES, "test_batch", "batches.meta")
                if not (folder / n).is_file()]
     if missing:
-        raise ValueError(f"{folder} is missing {', '.join(missing)}")
-    names = _get(load_pickle(folder / "batches.meta"), "label_names", folder / "batches.meta")
+        raise ValueError(f"{source or folder} is missing {', '.join(missing)}")
+    meta = name("batches.meta")
+    names = _get(load_pickle(folder / "batches.meta", meta), "label_names", meta)
     if not isinstance(names, list) or len(names) != NUM_CLASSES:
-        raise ValueError(f"{folder / 'batches.meta'}: expected {NUM_CLASSES} label names")
-    classes = [n.decode() if isinstance(n, bytes) else str(n) for n in names]
-    train = [read_batch(folder / n) for n in TRAIN_BATCHES]
-    x_test, y_test = read_batch(folder / "test_batch")
+        raise ValueError(f"{meta}: expected a list of {NUM_CLASSES} label names")
+    if not all(isinstance(n, (str, bytes)) for n in names):
+        raise ValueError(f"{meta}: label names must be strings, got "
+                         + ", ".join(sorted({type(n).__name__ for n in names})))
+    try:
+        classes = [n.decode() if isinstance(n, bytes) else n for n in names]
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{meta}: a label name is not text ({e})") from None
+    train = [read_batch(folder / n, name(n)) for n in TRAIN_BATCHES]
+    x_test, y_test = read_batch(folder / "test_batch", name("test_batch"))
     sizes = [len(y) for _, y in train] + [len(y_test)]
     if any(s != OFFICIAL_BATCH_SIZE for s in sizes):
         warnings.warn(f"{source or folder}: batch sizes {sizes} differ from the official "
@@ -305,40 +364,64 @@ def folder_matches_official(folder):
 
 
 # --- the entry point ----------------------------------------------------------------------
+SOURCE_MD5 = ".archive-md5"   # in the extracted folder: the md5 of the archive it came from
+
+
 def load_cifar10(data_dir=None, archive=None, download=True, url=CIFAR10_URL, progress=True):
     """CIFAR-10 as arrays: {"x_train": uint8 (50000, 3, 32, 32), "y_train": int64 (50000,),
-    "x_test": uint8 (10000, 3, 32, 32), "y_test": int64 (10000,), "classes": [10 names]}.
+    "x_test": uint8 (10000, 3, 32, 32), "y_test": int64 (10000,), "classes": [10 names],
+    "source": where they were read from (a folder or an archive)}.
 
-    See the module docstring for where the data comes from. An already extracted folder
-    wins over `archive`: use a fresh `data_dir` to load a different archive.
+    See the module docstring for where the data comes from. An explicit `archive` is always
+    the one used: the extracted folder serves it only when it was extracted from an archive
+    with the same md5, otherwise the archive is extracted (and checked) again.
     """
     root = default_data_dir(data_dir)
     folder = root / FOLDER
+    src = Path(archive).expanduser() if archive is not None else root / ARCHIVE_NAME
+    if archive is not None:
+        if src.is_dir():
+            raise ValueError(f"--data-archive {src} is a directory; give the path of the "
+                             f"{ARCHIVE_NAME} file itself (or use --data-dir for a data directory)")
+        if not src.is_file():
+            raise FileNotFoundError(f"CIFAR-10 archive {src} does not exist")
+    digest = file_md5(src) if archive is not None else None
     stale = None
     if folder.is_dir():
-        try:
-            return load_folder(folder)
-        except (ValueError, pickle.UnpicklingError) as e:
-            stale = e
-            warnings.warn(f"ignoring {folder}, it failed validation ({e}); rebuilding it "
-                          f"from the archive", stacklevel=2)
+        marker = folder / SOURCE_MD5
+        recorded = marker.read_text().strip() if marker.is_file() else None
+        if digest is None or digest == recorded:
+            try:
+                return dict(load_folder(folder), source=str(folder))
+            except (ValueError, pickle.UnpicklingError) as e:
+                stale = e
+                warnings.warn(f"ignoring {folder}, it failed validation ({e}); rebuilding it "
+                              f"from the archive", stacklevel=2)
 
-    src = Path(archive).expanduser() if archive is not None else root / ARCHIVE_NAME
-    if archive is not None and not src.is_file():
-        raise FileNotFoundError(f"CIFAR-10 archive {src} does not exist")
     if src.is_file():
-        digest = file_md5(src)
-        data = extract_archive(src, root)
+        digest = digest or file_md5(src)
+        data = extract_archive(src, root, md5=digest)
         if digest != CIFAR10_MD5:
             same = "match" if folder_matches_official(folder) else "do not all match"
             warnings.warn(f"{src} has md5 {digest}, not the official {CIFAR10_MD5} (a mirror "
                           f"or re-packed copy?); using it because its structure is valid. "
                           f"Its files {same} the official per-file checksums.",
                           ChecksumWarning, stacklevel=2)
-        return data
+        return dict(data, source=str(src))
     if not download:
         why = f" ({folder} is invalid: {stale})" if stale else ""
         raise RuntimeError(f"CIFAR-10 not found in {root} and downloading is disabled{why}. "
                            f"{_by_hand(url, src)}")
     _download(url, src, CIFAR10_MD5, progress=progress)
-    return extract_archive(src, root)
+    return dict(extract_archive(src, root, md5=CIFAR10_MD5), source=str(src))
+
+
+def fingerprint(data):
+    """A short hash of the images and labels (sha256 hex), so a run can tell whether it is
+    resumed on the data it was trained on, wherever that data now lives."""
+    h = hashlib.sha256()
+    for key in ("x_train", "y_train", "x_test", "y_test"):
+        a = np.ascontiguousarray(data[key])
+        h.update(f"{key}{a.dtype.str}{a.shape}".encode())
+        h.update(memoryview(a).cast("B"))
+    return h.hexdigest()
