@@ -37,17 +37,17 @@ from .optim import AdamW, clip_grad_norm, cosine_lr
 PRESETS = {
     "cpu": dict(patch_size=4, embed_dim=128, depth=6, num_heads=4, mlp_ratio=2.0,
                 drop_rate=0.0, attn_drop_rate=0.0, drop_path=0.0, global_pool="avg",
-                head="linear", epochs=21, batch_size=128, lr=1e-3, min_lr=1e-5,
+                head="linear", fc_norm=False, epochs=21, batch_size=128, lr=1e-3, min_lr=1e-5,
                 weight_decay=0.05, warmup_epochs=2, label_smoothing=0.1, clip_grad=None,
                 crop_pad=4, hflip=True, mixup=0.0, cutmix=0.0, mix_prob=1.0),
     "gpu": dict(patch_size=4, embed_dim=384, depth=7, num_heads=12, mlp_ratio=2.0,
                 drop_rate=0.0, attn_drop_rate=0.0, drop_path=0.1, global_pool="token",
-                head="linear", epochs=200, batch_size=256, lr=1e-3, min_lr=1e-5,
+                head="linear", fc_norm=False, epochs=200, batch_size=256, lr=1e-3, min_lr=1e-5,
                 weight_decay=0.05, warmup_epochs=10, label_smoothing=0.1, clip_grad=None,
                 crop_pad=4, hflip=True, mixup=0.8, cutmix=1.0, mix_prob=1.0),
 }
 MODEL_KEYS = ("patch_size", "embed_dim", "depth", "num_heads", "mlp_ratio", "drop_rate",
-              "attn_drop_rate", "global_pool", "head")
+              "attn_drop_rate", "global_pool", "head", "fc_norm")
 # flags that only say where/how to run, allowed together with --resume
 RUNTIME_KEYS = ("device", "kernels", "data_dir", "data_archive", "download", "progress", "resume",
                 "preset", "dataset")
@@ -98,6 +98,9 @@ def build_parser():
         h.add_argument("--" + key.replace("_", "-"), type=typ, default=None)
     h.add_argument("--global-pool", choices=["token", "avg"], default=None)
     h.add_argument("--head", choices=["linear", "mlp"], default=None)
+    h.add_argument("--fc-norm", action=argparse.BooleanOptionalAction, default=None,
+                   help="apply the final LayerNorm after pooling (timm's fc_norm, its layout "
+                        "for --global-pool avg) instead of before it; off in both presets")
     h.add_argument("--hflip", action=argparse.BooleanOptionalAction, default=None)
     return p
 
@@ -122,8 +125,10 @@ def resolve_config(args):
 
 def make_model(cfg, device, kernels="auto"):
     """The ViT a config describes (errors for impossible shapes come from ViT itself)."""
+    # a config saved before a key existed builds the model as it was then (ViT's default)
+    model_kw = {k: cfg[k] for k in MODEL_KEYS if k in cfg}
     return ViT(img_size=32, in_chans=3, num_classes=10, drop_path_rate=cfg["drop_path"],
-               seed=cfg["seed"], device=device, kernels=kernels, **{k: cfg[k] for k in MODEL_KEYS})
+               seed=cfg["seed"], device=device, kernels=kernels, **model_kw)
 
 
 def make_loaders(cfg, data):
