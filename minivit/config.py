@@ -16,19 +16,21 @@ IMG_SIZE, IN_CHANS, NUM_CLASSES = 32, 3, 10
 PRESETS = {
     "cpu": dict(patch_size=4, embed_dim=128, depth=6, num_heads=4, mlp_ratio=2.0,
                 drop_rate=0.0, attn_drop_rate=0.0, drop_path=0.0, global_pool="avg",
-                head="linear", epochs=21, batch_size=128, lr=1e-3, min_lr=1e-5,
+                head="linear", fc_norm=False, epochs=21, batch_size=128, lr=1e-3, min_lr=1e-5,
                 weight_decay=0.05, warmup_epochs=2, label_smoothing=0.1, clip_grad=None,
                 crop_pad=4, hflip=True, mixup=0.0, cutmix=0.0, mix_prob=1.0),
     "gpu": dict(patch_size=4, embed_dim=384, depth=7, num_heads=12, mlp_ratio=2.0,
                 drop_rate=0.0, attn_drop_rate=0.0, drop_path=0.1, global_pool="token",
-                head="linear", epochs=200, batch_size=256, lr=1e-3, min_lr=1e-5,
+                head="linear", fc_norm=False, epochs=200, batch_size=256, lr=1e-3, min_lr=1e-5,
                 weight_decay=0.05, warmup_epochs=10, label_smoothing=0.1, clip_grad=None,
                 crop_pad=4, hflip=True, mixup=0.8, cutmix=1.0, mix_prob=1.0),
 }
 # run settings that are part of a run's config (the same for every preset)
 RUN_DEFAULTS = dict(seed=0, limit_train=None, limit_test=None, log_every=50, eval_batch_size=500)
 MODEL_KEYS = ("patch_size", "embed_dim", "depth", "num_heads", "mlp_ratio", "drop_rate",
-              "attn_drop_rate", "global_pool", "head")
+              "attn_drop_rate", "global_pool", "head", "fc_norm")
+# keys added after runs were already saved: a config without one builds the model as then
+LATER_KEYS = {"fc_norm": False}
 
 # One line of help per hyper-parameter (the command's --help adds each preset's value).
 HELP = {
@@ -56,6 +58,8 @@ HELP = {
     "mix_prob": "probability that a batch is mixed when mixup or cutmix is on, in [0, 1]",
     "global_pool": "'avg': mean of the patch tokens, 'token': the [CLS] token",
     "head": "'linear' classifier, or 'mlp' (a tanh hidden layer first)",
+    "fc_norm": "apply the final LayerNorm after pooling (timm's fc_norm, its layout for "
+               "--global-pool avg) instead of before it",
 }
 
 
@@ -98,7 +102,8 @@ RULES = [
     ("log_every", True, ">= 1", lambda v, c: v >= 1),
     ("eval_batch_size", True, ">= 1", lambda v, c: v >= 1),
 ]
-CHOICES = {"global_pool": ("avg", "token"), "head": ("linear", "mlp"), "hflip": (True, False)}
+CHOICES = {"global_pool": ("avg", "token"), "head": ("linear", "mlp"), "hflip": (True, False),
+           "fc_norm": (True, False)}
 OPTIONAL = ("clip_grad", "limit_train", "limit_test")   # None means "off" / "all"
 
 
@@ -111,7 +116,7 @@ def validate_config(cfg):
     Also used on a checkpoint's config, so a damaged or hand-edited run is refused."""
     if not isinstance(cfg, dict):
         raise ValueError(f"a configuration must be a mapping, got {type(cfg).__name__}")
-    missing = [k for k in (*PRESETS["cpu"], *RUN_DEFAULTS) if k not in cfg]
+    missing = [k for k in (*PRESETS["cpu"], *RUN_DEFAULTS) if k not in cfg and k not in LATER_KEYS]
     if missing:
         raise ValueError("the configuration lacks " + ", ".join(missing))
     for key, integer, rule, ok in RULES:
@@ -122,7 +127,7 @@ def validate_config(cfg):
             raise ValueError(f"{flag(key)} must be {'an integer' if integer else 'a number'} "
                              f"{rule.format(**cfg)}, got {v!r}")
     for key, choices in CHOICES.items():
-        if cfg[key] not in choices:
+        if cfg.get(key, LATER_KEYS.get(key)) not in choices:
             raise ValueError(f"{flag(key)} must be one of {choices}, got {cfg[key]!r}")
     return cfg
 
@@ -131,4 +136,4 @@ def make_model(cfg, device="cpu", kernels="auto"):
     """The ViT a (validated) config describes."""
     return ViT(img_size=IMG_SIZE, in_chans=IN_CHANS, num_classes=NUM_CLASSES,
                drop_path_rate=cfg["drop_path"], seed=cfg["seed"], device=device,
-               kernels=kernels, **{k: cfg[k] for k in MODEL_KEYS})
+               kernels=kernels, **{k: cfg.get(k, LATER_KEYS.get(k)) for k in MODEL_KEYS})

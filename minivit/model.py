@@ -4,6 +4,10 @@
     z'_l = z_{l-1} + MSA(LN(z_{l-1})),  z_l = z'_l + MLP(LN(z'_l))  (Eqs. 2-3), l = 1..L
     y   = head(pool(LN(z_L)))                                     (Eq. 4)
 
+or, with fc_norm=True (timm's layout for global_pool='avg'), the LayerNorm after pooling:
+
+    y   = head(LN(pool(z_L)))
+
 Parameter names and layouts are timm's, so `state_dict()` / `load_state_dict()` exchange
 weights with timm / PyTorch unchanged.
 """
@@ -44,12 +48,21 @@ class ViT(Module):
     """The model. `kernels` chooses which primitive ops compute it (minivit/kernels.py):
     'reference' (minivit/ops/, the math), 'fast' (minivit/fast/, CPU only) or 'auto'
     (fast on the CPU when available, else the reference). Both give the same results to
-    float round-off; the choice is not part of the model's config or checkpoints."""
+    float round-off; the choice is not part of the model's config or checkpoints.
+
+    fc_norm: where the final LayerNorm sits. False (default): on every token, before the
+    pooling (`norm.weight/bias`; timm's layout for the [CLS] token, and timm's
+    `fc_norm=False`). True: on the pooled vector, after the pooling (`fc_norm.weight/bias`,
+    and no `norm.*`), which is what timm's `VisionTransformer(global_pool='avg')` builds by
+    default. For 'token' pooling the two compute the same function (LN acts on each token
+    on its own), only the names differ; for 'avg' they differ, since the mean of normalised
+    tokens is not the normalised mean."""
 
     def __init__(self, img_size=32, patch_size=4, in_chans=3, num_classes=10, embed_dim=128,
                  depth=6, num_heads=4, mlp_ratio=2.0, qkv_bias=True, drop_rate=0.0,
                  attn_drop_rate=0.0, drop_path_rate=0.0, global_pool="token", head="linear",
-                 gelu="none", seed=0, dtype=np.float32, device=None, kernels="auto"):
+                 gelu="none", fc_norm=False, seed=0, dtype=np.float32, device=None,
+                 kernels="auto"):
         H, W = self.img_size = _pair(img_size)
         D = embed_dim
         dtype = np.dtype(dtype)
@@ -71,6 +84,8 @@ class ViT(Module):
                              f"(each head gets embed_dim / num_heads dimensions)")
         if global_pool not in ops.pool.POOLS:
             raise ValueError(f"global_pool must be one of {ops.pool.POOLS}, got {global_pool!r}")
+        if not isinstance(fc_norm, (bool, np.bool_)):
+            raise ValueError(f"fc_norm must be True or False, got {fc_norm!r}")
         if head not in HEADS:
             raise ValueError(f"head must be one of {HEADS}, got {head!r}")
         for name, p in (("drop_rate", drop_rate), ("attn_drop_rate", attn_drop_rate),
@@ -80,14 +95,16 @@ class ViT(Module):
         self.patch_size, self.in_chans, self.num_classes = patch_size, in_chans, num_classes
         self.embed_dim, self.depth, self.num_heads = D, depth, num_heads
         self.drop_rate, self.global_pool, self.head_type = drop_rate, global_pool, head
+        self.fc_norm_layout = fc_norm = bool(fc_norm)
         self.dtype = dtype
         self.kernels = check_kernels(kernels)
-        self.num_patches = (H // patch_size) * (W // patch_size)
+        self.grid_size = (H // patch_size, W // patch_size)      # (gh, gw) patches
+        self.num_patches = self.grid_size[0] * self.grid_size[1]
         self.config = dict(img_size=self.img_size, patch_size=patch_size, in_chans=in_chans,
                            num_classes=num_classes, embed_dim=D, depth=depth, num_heads=num_heads,
                            mlp_ratio=mlp_ratio, qkv_bias=qkv_bias, drop_rate=drop_rate,
                            attn_drop_rate=attn_drop_rate, drop_path_rate=drop_path_rate,
-                           global_pool=global_pool, head=head, gelu=gelu, seed=seed,
+                           global_pool=global_pool, head=head, gelu=gelu, fc_norm=fc_norm, seed=seed,
                            dtype=dtype.name)
 
         rng = np.random.default_rng(seed)
@@ -99,7 +116,11 @@ class ViT(Module):
         hidden = int(D * mlp_ratio)
         self.blocks = [Block(D, num_heads, hidden, rng, dtype, qkv_bias, drop_rate,
                              attn_drop_rate, float(dpr[i]), gelu) for i in range(depth)]
-        self.norm = LayerNorm(D, dtype)
+        # one final LayerNorm, under timm's name for where it sits
+        if fc_norm:
+            self.fc_norm = LayerNorm(D, dtype)          # after pooling: (B, D)
+        else:
+            self.norm = LayerNorm(D, dtype)             # before pooling: (B, 1+N, D)
         if head == "mlp":
             self.pre_logits = PreLogits(D, rng, dtype)
         self.head = Linear(D, num_classes, rng, dtype)
@@ -173,8 +194,12 @@ class ViT(Module):
             if return_attn:
                 z, a = z
                 attn_maps.append(a)
-        z = self.norm(z, k)
-        h, c_pool = k.pool_forward(z, self.global_pool)                   # (B, D)
+        if self.fc_norm_layout:
+            h, c_pool = k.pool_forward(z, self.global_pool)               # (B, D)
+            h = self.fc_norm(h, k)                                         # (B, D)
+        else:
+            z = self.norm(z, k)                                            # (B, 1+N, D)
+            h, c_pool = k.pool_forward(z, self.global_pool)               # (B, D)
         if self.head_type == "mlp":
             h = self.pre_logits(h, k)
         h, c_drop1 = k.dropout_forward(h, self.drop_rate, train, rng)
@@ -192,7 +217,10 @@ class ViT(Module):
         dh = k.dropout_backward(self.head.backward(dlogits), c_drop1)
         if self.head_type == "mlp":
             dh = self.pre_logits.backward(dh)
-        dz = self.norm.backward(k.pool_backward(dh, c_pool))
+        if self.fc_norm_layout:
+            dz = k.pool_backward(self.fc_norm.backward(dh), c_pool)       # (B, 1+N, D)
+        else:
+            dz = self.norm.backward(k.pool_backward(dh, c_pool))
         for blk in reversed(self.blocks):
             dz = blk.backward(dz)
         dz = k.dropout_backward(dz, c_drop0)
@@ -230,6 +258,13 @@ class ViT(Module):
                 lines.append("unexpected keys: " + ", ".join(unexpected))
             if wrong:
                 lines.append("shape mismatch: " + "; ".join(wrong))
+            # the one difference between timm's two pooling layouts: say which to build
+            if "fc_norm.weight" in unexpected and "norm.weight" in missing:
+                lines.append("this state dict normalises after pooling (timm's fc_norm): "
+                             "build the ViT with fc_norm=True")
+            if "norm.weight" in unexpected and "fc_norm.weight" in missing:
+                lines.append("this state dict normalises before pooling (norm.*): build the "
+                             "ViT with fc_norm=False")
             raise ValueError("state dict does not match this model:\n  " + "\n  ".join(lines))
         device = self._device()
         new = {k: to_device(np.asarray(to_numpy(state[k])), device, self.dtype) for k in params}

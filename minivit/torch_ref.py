@@ -68,7 +68,11 @@ class TorchViT(nn.Module):
         self.pos_embed = nn.Parameter(torch.zeros(1, n + 1, D))
         self.blocks = nn.ModuleList([Block(D, cfg["num_heads"], int(D * cfg["mlp_ratio"]),
                                            cfg["qkv_bias"], cfg["gelu"]) for _ in range(cfg["depth"])])
-        self.norm = nn.LayerNorm(D, eps=1e-6)
+        # timm: with fc_norm the final LayerNorm moves after the pooling, and `norm` becomes
+        # an Identity (no parameters), so the state dict has fc_norm.* instead of norm.*
+        self.use_fc_norm = cfg.get("fc_norm", False)
+        self.norm = nn.Identity() if self.use_fc_norm else nn.LayerNorm(D, eps=1e-6)
+        self.fc_norm = nn.LayerNorm(D, eps=1e-6) if self.use_fc_norm else nn.Identity()
         if self.head_type == "mlp":
             self.pre_logits = nn.Sequential(OrderedDict(fc=nn.Linear(D, D), act=nn.Tanh()))
         self.head = nn.Linear(D, cfg["num_classes"])
@@ -80,6 +84,7 @@ class TorchViT(nn.Module):
             x = blk(x)
         x = self.norm(x)
         x = x[:, 0] if self.global_pool == "token" else x[:, 1:].mean(dim=1)
+        x = self.fc_norm(x)
         if self.head_type == "mlp":
             x = self.pre_logits(x)
         return self.head(x)

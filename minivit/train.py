@@ -96,6 +96,8 @@ def build_parser():
                    help=f"{HELP['head']} ({_preset_values('head')})")
     h.add_argument("--hflip", action=argparse.BooleanOptionalAction, default=None,
                    help=f"{HELP['hflip']} ({_preset_values('hflip')})")
+    h.add_argument("--fc-norm", action=argparse.BooleanOptionalAction, default=None,
+                   help=f"{HELP['fc_norm']} ({_preset_values('fc_norm')})")
     return p
 
 

@@ -17,6 +17,9 @@ GRAD_CONFIGS = {
                               global_pool="avg", head="mlp", num_classes=4),
     "token-mlp-depth3-tanh": dict(img_size=(4, 8), patch_size=2, in_chans=1, embed_dim=8, depth=3,
                                   num_heads=4, head="mlp", gelu="tanh", mlp_ratio=1.5),
+    # timm's avg layout: the final LayerNorm on the pooled (B, D) vector
+    "avg-fcnorm-nonsquare": dict(img_size=(8, 12), patch_size=4, embed_dim=6, depth=2, num_heads=3,
+                                 global_pool="avg", fc_norm=True, num_classes=4),
 }
 
 
@@ -26,7 +29,7 @@ def randomize(model, seed=0):
     rng = np.random.default_rng(seed)
     new = {}
     for k, v in model.state_dict().items():
-        if k.endswith("norm1.weight") or k.endswith("norm2.weight") or k == "norm.weight":
+        if k.endswith("norm1.weight") or k.endswith("norm2.weight") or k in ("norm.weight", "fc_norm.weight"):
             new[k] = 1 + 0.1 * rng.standard_normal(v.shape)
         elif v.ndim <= 1 or k in ("cls_token", "pos_embed"):
             new[k] = 0.3 * rng.standard_normal(v.shape)
@@ -242,3 +245,46 @@ def test_bad_input_dtype_and_values(device, xp):
 def test_bad_configuration(kwargs, match):
     with pytest.raises(ValueError, match=match):
         minivit.ViT(**kwargs)
+
+
+def _as_fc_norm(state):
+    """The same weights under timm's avg-pool names: norm.* -> fc_norm.*"""
+    return {("fc_" + k if k.startswith("norm.") else k): v for k, v in state.items()}
+
+
+def test_fc_norm_names_and_where_the_norm_sits():
+    """fc_norm=True has fc_norm.* and no norm.*; with the same weights it computes
+    head(LN(mean)) instead of head(mean(LN)): different for 'avg', equal for 'token'."""
+    kw = dict(img_size=8, patch_size=4, embed_dim=8, depth=1, num_heads=2, dtype=np.float64)
+    x = np.random.default_rng(0).standard_normal((3, 3, 8, 8))
+    for pool in ("avg", "token"):
+        before = randomize(minivit.ViT(**kw, global_pool=pool)).eval()
+        after = minivit.ViT(**kw, global_pool=pool, fc_norm=True).eval()
+        sd = after.state_dict()
+        assert "fc_norm.weight" in sd and "fc_norm.bias" in sd and "norm.weight" not in sd
+        assert after.config["fc_norm"] is True and before.config["fc_norm"] is False
+        after.load_state_dict(_as_fc_norm(before.state_dict()))
+        a, b = before(x), after(x)
+        if pool == "avg":
+            assert np.abs(a - b).max() > 1e-3
+            # by hand: the head applied to LayerNorm of the mean patch token
+            p = after.arrays()
+            tokens = after.patch_embed(after._check_input(x))
+            zz, _ = ops.cls_pos_forward(tokens, p["cls_token"], p["pos_embed"])
+            for blk in after.blocks:
+                zz = blk(zz)
+            h, _ = ops.layernorm_forward(zz[:, 1:].mean(1), p["fc_norm.weight"], p["fc_norm.bias"])
+            np.testing.assert_allclose(b, h @ p["head.weight"].T + p["head.bias"], rtol=1e-12, atol=1e-12)
+        else:
+            np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+
+
+def test_load_state_dict_says_which_norm_layout_to_build():
+    kw = dict(img_size=8, patch_size=4, embed_dim=8, depth=1, num_heads=2, global_pool="avg")
+    plain, fc = minivit.ViT(**kw), minivit.ViT(**kw, fc_norm=True)
+    with pytest.raises(ValueError, match="build the ViT with fc_norm=True"):
+        plain.load_state_dict(fc.state_dict())
+    with pytest.raises(ValueError, match="build the ViT with fc_norm=False"):
+        fc.load_state_dict(plain.state_dict())
+    with pytest.raises(ValueError, match="fc_norm must be True or False"):
+        minivit.ViT(**kw, fc_norm="yes")

@@ -29,7 +29,7 @@ def randomize(model, seed=0, scale=0.3):
     sd = model.state_dict()
     new = {}
     for k, v in sd.items():
-        if k.endswith("norm1.weight") or k.endswith("norm2.weight") or k == "norm.weight":
+        if k.endswith("norm1.weight") or k.endswith("norm2.weight") or k in ("norm.weight", "fc_norm.weight"):
             new[k] = 1 + 0.1 * rng.standard_normal(v.shape)
         else:
             fan_in = v[0].size if v.ndim > 1 else 1
@@ -42,10 +42,13 @@ CONFIGS = [
     dict(img_size=(8, 12), patch_size=4, embed_dim=12, depth=2, num_heads=3, global_pool="avg", head="mlp"),
     dict(img_size=8, patch_size=2, in_chans=1, num_classes=5, embed_dim=8, depth=3, num_heads=2,
          qkv_bias=False, gelu="tanh"),
+    dict(img_size=(12, 8), patch_size=4, embed_dim=12, depth=2, num_heads=2, global_pool="avg",
+         fc_norm=True),
 ]
 
 
-@pytest.mark.parametrize("cfg", CONFIGS, ids=["token-linear", "avg-mlp-nonsquare", "tanh-nobias"])
+@pytest.mark.parametrize("cfg", CONFIGS, ids=["token-linear", "avg-mlp-nonsquare", "tanh-nobias",
+                                              "avg-fcnorm"])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
 @pytest.mark.parametrize("kernels", ["reference", "fast"])
 def test_logits_and_gradients_match_pytorch(device, cfg, dtype, kernels):
@@ -79,17 +82,41 @@ def test_logits_and_gradients_match_pytorch(device, cfg, dtype, kernels):
         assert rel(g, tgrads[name].grad.numpy()) < tol, name
 
 
-def test_state_dict_loads_into_torch_strictly():
+@pytest.mark.parametrize("layout", [dict(head="mlp"), dict(global_pool="avg", fc_norm=True)],
+                         ids=["norm-mlp", "avg-fc_norm"])
+def test_state_dict_loads_into_torch_strictly(layout):
     """Names and layouts are timm's: a strict load_state_dict in PyTorch accepts ours and
-    ours accepts PyTorch's (patch_embed.proj.weight as (D, C, P, P), Linear as (out, in))."""
-    model = minivit.ViT(img_size=16, patch_size=4, embed_dim=16, depth=2, num_heads=2, head="mlp")
+    ours accepts PyTorch's (patch_embed.proj.weight as (D, C, P, P), Linear as (out, in);
+    with fc_norm, fc_norm.weight/bias and no norm.*)."""
+    kw = dict(img_size=16, patch_size=4, embed_dim=16, depth=2, num_heads=2, **layout)
+    model = minivit.ViT(**kw)
     ref = from_minivit(model, torch.float32)
     assert ref.patch_embed.proj.weight.shape == (16, 3, 4, 4)
     back = {k: v.detach().numpy() for k, v in ref.state_dict().items()}
-    other = minivit.ViT(img_size=16, patch_size=4, embed_dim=16, depth=2, num_heads=2, head="mlp", seed=9)
+    assert ("fc_norm.weight" in back) == ("norm.weight" not in back) == layout.get("fc_norm", False)
+    other = minivit.ViT(**kw, seed=9)
     other.load_state_dict(back)
     for k, v in model.state_dict().items():
         np.testing.assert_array_equal(other.state_dict()[k], v)
+
+
+def test_fc_norm_state_dict_from_torch_loads_and_agrees():
+    """A timm-layout avg-pool model made in PyTorch (its own random weights, fc_norm.* and
+    an Identity `norm`) loads into ViT(fc_norm=True) and gives the same logits."""
+    from minivit.torch_ref import TorchViT
+    kw = dict(img_size=(8, 12), patch_size=4, embed_dim=12, depth=2, num_heads=3,
+              global_pool="avg", fc_norm=True)
+    model = minivit.ViT(**kw, dtype=np.float64).eval()
+    torch.manual_seed(0)
+    ref = TorchViT(model.config).double()
+    with torch.no_grad():
+        for name, p in ref.named_parameters():
+            p.add_(0.3 * torch.randn_like(p))      # away from the init (zeros, ones)
+    model.load_state_dict({k: v.numpy() for k, v in ref.state_dict().items()})
+    x = np.random.default_rng(0).standard_normal((3, 3, 8, 12))
+    with torch.no_grad():
+        want = ref(torch.from_numpy(x)).numpy()
+    assert rel(model(x), want) < 1e-12
 
 
 @pytest.mark.parametrize("kernels", ["reference", "fast"])

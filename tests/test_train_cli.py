@@ -200,3 +200,22 @@ def test_kernels_flag_trains_the_same_run_on_either_kernel_set(tmp_path, archive
                tmp_path, archive) == 0
     with pytest.raises(SystemExit):
         run(["--kernels", "quick"], tmp_path, archive)
+
+
+def test_fc_norm_flag_trains_saves_and_evaluates(tmp_path, archive, capsys):
+    """--fc-norm builds timm's avg layout; its checkpoint holds fc_norm.* (no norm.*) and
+    records the choice, so evaluate rebuilds the same model. A config saved before the
+    flag existed (no fc_norm key) still builds the norm-before-pooling model."""
+    out = tmp_path / "fc"
+    args = [*TINY[:-5], "--epochs", "1", "--warmup-epochs", "0.5", "--no-progress", "--global-pool", "avg", "--fc-norm"]
+    assert run(["--out", str(out), *args], tmp_path, archive) == 0
+    state, _, meta = load_checkpoint(out / "last.npz")
+    assert meta["config"]["fc_norm"] is True
+    assert "fc_norm.weight" in state and "norm.weight" not in state
+    assert json.loads((out / "config.json").read_text())["fc_norm"] is True
+    capsys.readouterr()
+    assert evaluate_cli.main([str(out / "last.npz"), "--data-dir", str(tmp_path / "data")]) == 0
+    old = dict(meta["config"])
+    del old["fc_norm"]
+    assert "norm.weight" in train_cli.make_model(old, "cpu").state_dict()
+    assert not train_cli.resolve_config(train_cli.build_parser().parse_args(["cifar10"]))["fc_norm"]
