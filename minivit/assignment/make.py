@@ -275,3 +275,22 @@ def find_leaks(out_dir, parts, package=PACKAGE):
             if len(c) >= 2 * MIN_LEAK and c in flat:
                 leaks.append(f"{rel}: {c}")
     return leaks
+
+
+def fill(copy_dir, parts=None, package=PACKAGE):
+    """Fill the student copy's regions (of `parts`, default all) from the solution, in
+    place: what a student who gets everything right hands in. Returns the files changed."""
+    from .markers import fill_text
+    package, copy_dir = Path(package), Path(copy_dir)
+    changed = []
+    for rel in marked_files(package):
+        dst = copy_dir / "minivit" / rel
+        if not dst.is_file():
+            continue
+        text = dst.read_text(encoding="utf-8")
+        filled = fill_text(text, (package / rel).read_text(encoding="utf-8"), f"minivit/{rel.as_posix()}",
+                           PARTS, only=None if parts is None else set(parts))
+        if filled != text:
+            dst.write_text(filled, encoding="utf-8")
+            changed.append(dst)
+    return changed

@@ -189,3 +189,26 @@ def student_notebook(text, path, selected, parts=None):
         elif _MARKER.search(src):  # (upper case: a heading '### End' is not one)
             raise MarkerError(f"{path} cell {n}: markers are only allowed in code cells")
     return json.dumps(nb, indent=1, ensure_ascii=False) + "\n", regions
+
+
+def fill_text(student, solution, path, parts=None, only=None):
+    """The reverse of the student copy: every student region filled with the solution's
+    code of the same part and position (markers kept); `only`: just these parts. For checking an assignment end to
+    end: a copy filled from the solution must score 100%."""
+    sol_lines, stu_lines = solution.split("\n"), student.split("\n")
+    mine = find_regions(solution, path, parts)
+    theirs = find_regions(student, path, parts, kinds=("YOUR CODE",))
+    out, last, used = [], 0, {}
+    for s in theirs:
+        same = [r for r in mine if r.part == s.part]
+        k = used.get(s.part, 0)
+        if k >= len(same):
+            raise MarkerError(f"{path}:{s.begin + 1}: more regions of part {s.part!r} than the solution has")
+        used[s.part] = k + 1
+        if only is not None and s.part not in only:
+            continue
+        out.extend(stu_lines[last:s.begin + 1])
+        out.extend(ln for ln in same[k].body(sol_lines) if not _HINT.match(ln))
+        last = s.end
+    out.extend(stu_lines[last:])
+    return "\n".join(out)
