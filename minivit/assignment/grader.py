@@ -227,7 +227,7 @@ def score_part(part, checks, results, problem, expected):
         else:
             ok, output = True, ev.get("output", "")
         tests.append({"name": f"{part}: {c.title}", "number": f"{ORDER.index(part) + 1}.{n}",
-                      "score": round(max_score, 4) if ok else 0.0, "max_score": round(max_score, 4),
+                      "score": round(max_score, 6) if ok else 0.0, "max_score": round(max_score, 6),
                       "status": "passed" if ok else "failed", "output": output,
                       "visibility": HIDDEN if c.hidden else VISIBLE})
     return tests

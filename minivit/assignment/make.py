@@ -225,10 +225,11 @@ def _norm(line):
     return re.sub(r"\s+", " ", s).strip()
 
 
-MIN_LEAK = 12      # shorter lines (`return dx`, `x = x + h`) prove nothing
+MIN_LEAK = 12       # shorter lines (`return dx`, `x = x + h`) prove nothing
+MIN_SUBSTRING = 30  # searched inside other lines too (a docstring may name a short formula)
 
 
-def leak_candidates(parts, package=PACKAGE):
+def leak_candidates(parts, package=PACKAGE, with_outside=False):
     """Normalised code lines that exist only inside the selected regions or in files left
     out of the copy, never in what the copy legitimately contains."""
     package = Path(package)
@@ -250,14 +251,19 @@ def leak_candidates(parts, package=PACKAGE):
             outside.update(map(_norm, outs))
         else:
             inside.update(map(_norm, text.split("\n")))
-    return {s for s in inside - outside if len(s) >= MIN_LEAK}
+    candidates = {s for s in inside - outside if len(s) >= MIN_LEAK}
+    if with_outside:
+        return candidates, "\n".join(sorted(outside))
+    return candidates
 
 
 def find_leaks(out_dir, parts, package=PACKAGE):
     """["file: line"] for every candidate line found in any file under out_dir (read as
     bytes, so compiled or binary files are searched too); also any compiled file."""
     out_dir = Path(out_dir)
-    candidates = leak_candidates(parts, package)
+    candidates, outside = leak_candidates(parts, package, with_outside=True)
+    # searched inside longer lines too: those not part of a legitimate line of code
+    fragments = {c for c in candidates if len(c) >= MIN_SUBSTRING and c not in outside}
     leaks = []
     for path in sorted(out_dir.rglob("*")):
         if not path.is_file():
@@ -271,8 +277,8 @@ def find_leaks(out_dir, parts, package=PACKAGE):
         for c in sorted(candidates & norm):
             leaks.append(f"{rel}: {c}")
         flat = re.sub(r"\s+", " ", text)
-        for c in sorted(candidates - norm):
-            if len(c) >= 2 * MIN_LEAK and c in flat:
+        for c in sorted(fragments - norm):
+            if c in flat:
                 leaks.append(f"{rel}: {c}")
     return leaks
 

@@ -142,14 +142,31 @@ def student_text(text, path, selected, parts=None, relpath=None):
 
 
 def solution_lines(text, path, selected, parts=None):
-    """(lines inside regions of the selected parts, lines everywhere else), code only."""
+    """(lines inside regions of the selected parts, code lines everywhere else). Lines of
+    multi-line strings (docstrings) are in neither: text that also appears in a region
+    must not be excused by a docstring that repeats it."""
     lines = text.split("\n")
     inside = set()
     for r in find_regions(text, path, parts):
         if r.part in selected:
             inside.update(range(r.begin + 1, r.end))
+    strings = _string_rows(text)
     return ([lines[i] for i in sorted(inside)],
-            [ln for i, ln in enumerate(lines) if i not in inside])
+            [ln for i, ln in enumerate(lines) if i not in inside and i not in strings])
+
+
+def _string_rows(text):
+    """0-based indices of the lines that a multi-line string token spans."""
+    import io
+    import tokenize
+    rows = set()
+    try:
+        for tok in tokenize.generate_tokens(io.StringIO(text).readline):
+            if tok.type == tokenize.STRING and tok.end[0] > tok.start[0]:
+                rows.update(range(tok.start[0] - 1, tok.end[0]))
+    except (tokenize.TokenError, SyntaxError, IndentationError):
+        pass
+    return rows
 
 
 def splice(solution, student, part, sol_path, stu_path, parts=None):

@@ -1,7 +1,7 @@
 """Layer normalisation over the last axis (Ba, Kiros & Hinton, 2016).
 
     mu = mean(x),  var = mean((x - mu)^2),  xhat = (x - mu) / sqrt(var + eps)
-    y = gamma * xhat + beta
+    y = gamma xhat + beta     (elementwise)
 
 eps = 1e-6, as in timm's ViT (PyTorch's nn.LayerNorm default is 1e-5). The cache keeps
 xhat and the per-row 1/sqrt(var + eps), which is all the backward pass needs.
