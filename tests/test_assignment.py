@@ -21,7 +21,7 @@ import pytest
 import minivit
 from minivit.assignment import grader
 from minivit.assignment.make import fill, make
-from minivit.assignment.markers import MarkerError, find_regions, student_text
+from minivit.assignment.markers import MarkerError, find_regions, student_notebook, student_text
 from minivit.assignment.parts import ORDER, PARTS
 
 PACKAGE = Path(minivit.__file__).resolve().parent
@@ -115,6 +115,24 @@ def test_a_region_becomes_todo_and_raise_with_its_indentation():
     with pytest.raises(NotImplementedError, match="adamw"):
         ns["A"]().step()
     assert ns["g"]() == 2
+
+
+def test_notebook_cells_are_transformed_and_their_outputs_cleared(tmp_path):
+    cell = ("x = 1\n### BEGIN SOLUTION softmax\n### HINT: shift first\ny = secret_formula(x)\n"
+            "### END SOLUTION\n")
+    nb = {"cells": [{"cell_type": "markdown", "metadata": {}, "source": ["### End of the intro"]},
+                    {"cell_type": "code", "metadata": {}, "execution_count": 3, "source": cell.splitlines(True),
+                     "outputs": [{"output_type": "stream", "name": "stdout", "text": ["secret_formula"]}]}],
+          "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
+    out, regions = student_notebook(json.dumps(nb), "lesson.ipynb", {"softmax"}, PARTS)
+    assert [r.part for r in regions] == ["softmax"] and "secret_formula" not in out
+    code_cell = json.loads(out)["cells"][1]
+    assert code_cell["outputs"] == [] and code_cell["execution_count"] is None
+    assert "".join(code_cell["source"]).startswith("x = 1\n### BEGIN YOUR CODE softmax\n# TODO (softmax): shift first\n")
+    bad = json.loads(json.dumps(nb))
+    bad["cells"][1]["source"] = cell.replace("### END SOLUTION\n", "")
+    with pytest.raises(MarkerError, match="lesson.ipynb cell 1:2: unterminated"):
+        student_notebook(json.dumps(bad), "lesson.ipynb", {"softmax"}, PARTS)
 
 
 def test_every_part_has_regions_with_hints_in_the_source():

@@ -251,6 +251,15 @@ def leak_candidates(parts, package=PACKAGE, with_outside=False):
             outside.update(map(_norm, outs))
         else:
             inside.update(map(_norm, text.split("\n")))
+    lessons = lessons_dir(package)
+    for nb in sorted(lessons.rglob("*.ipynb")) if lessons is not None else ():
+        for n, cell in enumerate(json.loads(nb.read_text(encoding="utf-8")).get("cells", [])):
+            src = cell.get("source", "")
+            src = "".join(src) if isinstance(src, list) else src
+            if cell.get("cell_type") == "code":
+                ins, outs = solution_lines(src, f"{nb.name} cell {n}", parts, PARTS)
+                inside.update(map(_norm, ins))
+                outside.update(map(_norm, outs))
     candidates = {s for s in inside - outside if len(s) >= MIN_LEAK}
     if with_outside:
         return candidates, "\n".join(sorted(outside))
