@@ -184,6 +184,8 @@ class ViT(Module):
         """x: (B, C, H, W) floats -> logits (B, num_classes).
         With return_attn=True also a list of attention maps, one (B, heads, 1+N, 1+N) per block."""
         x = self._check_input(x)
+        ### BEGIN SOLUTION vit
+        ### HINT: Eqs. 1-4 with the layers of __init__ and kernels k; self.cache for backward; attn maps
         train, rng, k = self.training, self.rng, self.kernel_set()
         z = self.patch_embed(x, k)                                         # (B, N, D)
         z, c_pos = k.cls_pos_forward(z, self.cls_token.data, self.pos_embed.data)  # (B, 1+N, D)
@@ -206,6 +208,7 @@ class ViT(Module):
         logits = self.head(h, k)                                           # (B, K)
         self.cache = (k, c_pos, c_drop0, c_pool, c_drop1)
         return (logits, attn_maps) if return_attn else logits
+        ### END SOLUTION
 
     # --- backward ----------------------------------------------------------------------
     def backward(self, dlogits):
@@ -213,6 +216,8 @@ class ViT(Module):
         if getattr(self, "cache", None) is None:
             raise RuntimeError("backward() needs the caches of a forward() pass: call "
                                "model(x) first, then model.backward(dlogits)")
+        ### BEGIN SOLUTION vit
+        ### HINT: forward in reverse: each layer's backward fills its .grad; accumulate cls/pos here
         k, c_pos, c_drop0, c_pool, c_drop1 = self.cache
         dh = k.dropout_backward(self.head.backward(dlogits), c_drop1)
         if self.head_type == "mlp":
@@ -228,6 +233,7 @@ class ViT(Module):
         self.cls_token.accumulate(dcls)
         self.pos_embed.accumulate(dpos)
         return self.patch_embed.backward(dtokens)
+        ### END SOLUTION
 
     # --- weights -----------------------------------------------------------------------
     def state_dict(self):

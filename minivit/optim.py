@@ -103,6 +103,8 @@ class AdamW(Optimizer):
 
     def step(self):
         self.step_count += 1
+        ### BEGIN SOLUTION adamw
+        ### HINT: moments in place (self._buffer), bias correction, decay where self.decay[name]
         t = self.step_count
         bc1, bc2 = 1.0 - self.b1 ** t, 1.0 - self.b2 ** t
         step_size = self.lr / bc1
@@ -121,6 +123,7 @@ class AdamW(Optimizer):
             denom = xp.sqrt(v / bc2)
             denom += self.eps
             p.data -= step_size * (m / denom)
+        ### END SOLUTION
 
 
 def cosine_lr(step, total_steps, base_lr, warmup_steps=0, min_lr=0.0):

@@ -17,6 +17,8 @@ def mhsa_forward(x, p, num_heads, *, attn_drop=0.0, proj_drop=0.0, train=False, 
                  return_attn=False, kernels=None):
     """x: (B, N, D), p: {'qkv.weight', 'qkv.bias', 'proj.weight', 'proj.bias'} -> (B, N, D).
     Returns out, cache  (or out, A, cache with return_attn=True; A: (B, H, N, N))."""
+    ### BEGIN SOLUTION attention
+    ### HINT: fused qkv, split into (3, B, H, N, Dh) by reshape + transpose; primitives from k
     k = kernels or reference
     B, N, D = x.shape
     H = num_heads
@@ -30,12 +32,15 @@ def mhsa_forward(x, p, num_heads, *, attn_drop=0.0, proj_drop=0.0, train=False, 
     out, c_drop = k.dropout_forward(out, proj_drop, train, rng)
     cache = (k, c_qkv, c_sdpa, c_proj, c_drop, H)
     return (out, a, cache) if return_attn else (out, cache)
+    ### END SOLUTION
 
 
 # --- multi-head self-attention: backward -----------------------------------------------
 def mhsa_backward(dout, cache):
     """Returns dx (B, N, D) and the gradients {'qkv.weight', 'qkv.bias', 'proj.weight',
     'proj.bias'}: every step of the forward pass, in reverse."""
+    ### BEGIN SOLUTION attention
+    ### HINT: the forward steps in reverse; dq, dk, dv back into one (B, N, 3D) array; no None
     k, c_qkv, c_sdpa, c_proj, c_drop, H = cache
     B, N, D = dout.shape
     dout = k.dropout_backward(dout, c_drop)
@@ -49,3 +54,4 @@ def mhsa_backward(dout, cache):
     dx, dw_qkv, db_qkv = k.linear_backward(dqkv, c_qkv)
     grads = {"qkv.weight": dw_qkv, "qkv.bias": db_qkv, "proj.weight": dw_proj, "proj.bias": db_proj}
     return dx, {name: g for name, g in grads.items() if g is not None}
+    ### END SOLUTION

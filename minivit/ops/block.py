@@ -26,6 +26,8 @@ def prefixed(grads, prefix):
 def block_forward(x, p, num_heads, *, drop=0.0, attn_drop=0.0, drop_path=0.0, train=False,
                   rng=None, approximate="none", return_attn=False, kernels=None):
     """x: (B, N, D) -> y: (B, N, D). Returns y, cache (y, A, cache with return_attn)."""
+    ### BEGIN SOLUTION block
+    ### HINT: Eqs. 2-3: LN, attention, drop path, residual add; then LN, MLP; sub() splits p
     k = kernels or reference
     h, c_n1 = k.layernorm_forward(x, p["norm1.weight"], p["norm1.bias"])
     h, *a, c_attn = mhsa_forward(h, sub(p, "attn."), num_heads, attn_drop=attn_drop,
@@ -40,11 +42,14 @@ def block_forward(x, p, num_heads, *, drop=0.0, attn_drop=0.0, drop_path=0.0, tr
     y = x + h
     cache = (k, c_n1, c_attn, c_dp1, c_n2, c_mlp, c_dp2)
     return (y, a[0], cache) if return_attn else (y, cache)
+    ### END SOLUTION
 
 
 # --- encoder block: backward -----------------------------------------------------------
 def block_backward(dy, cache):
     """Returns dx (B, N, D) and the gradients of every parameter in p, by the same names."""
+    ### BEGIN SOLUTION block
+    ### HINT: the forward pass in reverse: a residual adds its branch's gradient to the straight one
     k, c_n1, c_attn, c_dp1, c_n2, c_mlp, c_dp2 = cache
     dh, g_mlp = mlp_backward(k.drop_path_backward(dy, c_dp2), c_mlp)
     dh, dg2, db2 = k.layernorm_backward(dh, c_n2)
@@ -55,3 +60,4 @@ def block_backward(dy, cache):
     grads = {"norm1.weight": dg1, "norm1.bias": db1, "norm2.weight": dg2, "norm2.bias": db2,
              **prefixed(g_attn, "attn."), **prefixed(g_mlp, "mlp.")}
     return dx, grads
+    ### END SOLUTION

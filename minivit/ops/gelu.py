@@ -36,6 +36,8 @@ def gelu_forward(x, approximate="none"):
             du/dx = sqrt(2/pi) (1 + 3 * 0.044715 x^2)
     """
     check_approximate(approximate)
+    ### BEGIN SOLUTION gelu
+    ### HINT: both forms of the docstring (normal_cdf is given); return GELU(x) and its derivative
     xp = get_array_module(x)
     if approximate == "none":
         cdf = normal_cdf(x)
@@ -45,10 +47,14 @@ def gelu_forward(x, approximate="none"):
     t = xp.tanh(k * (x + _C * x ** 3))
     du = k * (1.0 + 3.0 * _C * x * x)
     return 0.5 * x * (1.0 + t), 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * du
+    ### END SOLUTION
 
 
 # --- gelu: backward --------------------------------------------------------------------
 def gelu_backward(dy, cache):
     """dx = dy * GELU'(x), the derivative cached by the forward pass."""
+    ### BEGIN SOLUTION gelu
+    ### HINT: the chain rule, with the derivative the forward pass cached
     dydx = cache
     return dy * dydx
+    ### END SOLUTION
