@@ -22,8 +22,11 @@ Use it on a single op:
     dx = gelu_backward(dout, gelu_forward(x)[1])
     rel_error(dx, numerical_gradient(f, x, dout))
 
-or on a whole model with `check_module`.
+or on a whole model with `check_module`. `cmp(name, ours, ref)` prints one line per tensor
+(exact | close | max difference) and returns those three, for notebooks and graders.
 """
+from typing import NamedTuple
+
 import numpy as np
 
 from .backend import get_array_module, to_numpy
@@ -37,6 +40,33 @@ def rel_error(a, n, floor=1e-8):
     if a.size == 0:
         return 0.0
     return float(np.max(np.abs(a - n) / np.maximum(floor, np.abs(a) + np.abs(n))))
+
+
+class Comparison(NamedTuple):
+    """What `cmp` found: bit-for-bit equal, equal within tolerance, the worst difference."""
+    exact: bool
+    close: bool
+    max_diff: float
+
+
+def cmp(name, ours, ref, rtol=1e-5, atol=1e-8, quiet=False):
+    """Compare one tensor with a reference and print one line (after Karpathy's makemore
+    part 4), e.g. `dW | exact: False | close: True  | max diff: 3.1e-17`.
+
+    exact: every element equal (and the same shape);  close: np.allclose(ours, ref, rtol,
+    atol);  max diff: max |ours - ref|. Returns the Comparison, so a cell can
+    `assert cmp(...).close`. Shapes must match (no broadcasting: a (D,) gradient compared
+    with a (1, D) reference is a bug worth seeing)."""
+    a, r = to_numpy(ours), to_numpy(ref)
+    if a.shape != r.shape:
+        raise ValueError(f"{name}: shapes differ: {a.shape} vs {r.shape}")
+    a64, r64 = a.astype(np.float64), r.astype(np.float64)
+    exact = bool(np.array_equal(a, r))
+    close = bool(np.allclose(a64, r64, rtol=rtol, atol=atol))
+    max_diff = float(np.max(np.abs(a64 - r64))) if a.size else 0.0
+    if not quiet:
+        print(f"{name:<16s} | exact: {exact!s:<5} | close: {close!s:<5} | max diff: {max_diff:.2e}")
+    return Comparison(exact, close, max_diff)
 
 
 def _sample(size, num_checks, rng):
