@@ -1,8 +1,10 @@
-"""Learning curves as a PNG (needs matplotlib: pip install 'minivit[plot]')."""
-import matplotlib
+"""Learning curves as a PNG (needs matplotlib: pip install 'minivit[plot]').
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+Drawn on a bare `matplotlib.figure.Figure` (its own Agg canvas), never through pyplot, so
+it works without a display and leaves the caller's backend alone: `train()` called from a
+Jupyter notebook keeps the notebook's inline figures.
+"""
+from matplotlib.figure import Figure
 
 
 def plot_curves(records, path):
@@ -10,7 +12,8 @@ def plot_curves(records, path):
     if not epochs:
         return
     e = [r["epoch"] + 1 for r in epochs]
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+    fig = Figure(figsize=(10, 4))
+    ax1, ax2 = fig.subplots(1, 2)
     ax1.plot(e, [r["train_loss"] for r in epochs], label="train")
     ax1.plot(e, [r["test_loss"] for r in epochs], label="test")
     ax1.set(xlabel="epoch", ylabel="loss", title="loss")
@@ -23,5 +26,4 @@ def plot_curves(records, path):
     fig.tight_layout()
     tmp = path.with_name(path.stem + ".tmp.png")
     fig.savefig(tmp, dpi=100)
-    plt.close(fig)
     tmp.replace(path)

@@ -152,3 +152,21 @@ def resize_model(model, img_size, mode="bicubic", antialias=False):
               kernels=model.kernels)
     new.load_state_dict(adapt_state_dict(model.state_dict(), new, model.grid_size, mode, antialias))
     return new.train(model.training)
+
+
+def resize_images(x, size, mode="bicubic", antialias=False):
+    """Images (B, C, H, W) -> (B, C, nh, nw), each channel resized by the same separable
+    matrices as the position grid: torch.nn.functional.interpolate(x, size, mode,
+    align_corners=False, antialias). size: an int (square) or (nh, nw). Float input gives
+    float output of its dtype (float64 inside); uint8 input is rounded and clipped back to
+    uint8 (bicubic overshoots at edges), as torchvision does for uint8 images."""
+    a = to_numpy(x)
+    if a.ndim != 4:
+        raise ValueError(f"images must have shape (B, C, H, W), got {a.shape}")
+    (nh, nw), (h, w) = _grid(size), a.shape[2:]
+    Mh = interpolation_matrix(h, nh, mode, antialias)      # (nh, h)
+    Mw = interpolation_matrix(w, nw, mode, antialias)      # (nw, w)
+    out = np.einsum("ia,jb,ncab->ncij", Mh, Mw, a.astype(np.float64), optimize=True)
+    if a.dtype == np.uint8:
+        return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+    return out.astype(a.dtype if a.dtype.kind == "f" else np.float64)

@@ -8,7 +8,7 @@ import pytest
 
 import minivit
 from minivit.backend import to_numpy
-from minivit.pos_embed import (adapt_state_dict, interpolation_matrix, resize_model,
+from minivit.pos_embed import (adapt_state_dict, interpolation_matrix, resize_images, resize_model,
                                resize_pos_embed)
 
 TOL = 1e-12
@@ -109,3 +109,29 @@ def test_vit_for_48px_loads_the_resized_state_dict_and_runs(device, xp):
     assert wide.grid_size == (8, 12) and wide.state_dict()["pos_embed"].shape == (1, 97, 16)
     back = resize_model(wide, 32)       # 8x12 -> 8x8: the old grid comes from the model
     assert back.grid_size == (8, 8)
+
+
+IMAGE_RESIZES = [((32, 32), (48, 48)), ((32, 32), (20, 20)), ((5, 7), (9, 4))]
+
+
+@pytest.mark.parametrize("mode", ["bicubic", "bilinear"])
+@pytest.mark.parametrize("old,new", IMAGE_RESIZES, ids=[f"{a[0]}x{a[1]}-{b[0]}x{b[1]}" for a, b in IMAGE_RESIZES])
+def test_resize_images_matches_torch_interpolate(old, new, mode):
+    torch = pytest.importorskip("torch")
+    import torch.nn.functional as F
+    x = np.random.default_rng(1).standard_normal((2, 3, *old))
+    ours = resize_images(x, new, mode=mode)
+    want = F.interpolate(torch.from_numpy(x), size=new, mode=mode, align_corners=False).numpy()
+    assert ours.shape == (2, 3, *new) and ours.dtype == np.float64
+    assert np.abs(ours - want).max() / np.abs(want).max() < TOL
+    assert resize_images(x.astype(np.float32), new, mode).dtype == np.float32
+
+
+def test_resize_images_uint8_rounds_and_clips():
+    x = np.zeros((1, 1, 8, 8), np.uint8)
+    x[..., 4:] = 255                          # a hard edge: bicubic overshoots both ways
+    up = resize_images(x, 12)
+    f = resize_images(x.astype(np.float64), 12)
+    assert up.dtype == np.uint8 and f.min() < 0 and f.max() > 255
+    assert np.array_equal(up, np.clip(np.rint(f), 0, 255).astype(np.uint8))
+    assert np.array_equal(resize_images(x, 8), x)      # same size: identity
