@@ -18,19 +18,19 @@ PRESETS = {
                 drop_rate=0.0, attn_drop_rate=0.0, drop_path=0.0, global_pool="avg",
                 head="linear", fc_norm=False, epochs=21, batch_size=128, lr=1e-3, min_lr=1e-5,
                 weight_decay=0.05, warmup_epochs=2, label_smoothing=0.1, clip_grad=None,
-                crop_pad=4, hflip=True, mixup=0.0, cutmix=0.0, mix_prob=1.0),
+                crop_pad=4, hflip=True, mixup=0.0, cutmix=0.0, mix_prob=1.0, eval_every=1),
     "gpu": dict(patch_size=4, embed_dim=384, depth=7, num_heads=12, mlp_ratio=2.0,
                 drop_rate=0.0, attn_drop_rate=0.0, drop_path=0.1, global_pool="token",
                 head="linear", fc_norm=False, epochs=200, batch_size=256, lr=1e-3, min_lr=1e-5,
                 weight_decay=0.05, warmup_epochs=10, label_smoothing=0.1, clip_grad=None,
-                crop_pad=4, hflip=True, mixup=0.8, cutmix=1.0, mix_prob=1.0),
+                crop_pad=4, hflip=True, mixup=0.8, cutmix=1.0, mix_prob=1.0, eval_every=1),
 }
 # run settings that are part of a run's config (the same for every preset)
 RUN_DEFAULTS = dict(seed=0, limit_train=None, limit_test=None, log_every=50, eval_batch_size=500)
 MODEL_KEYS = ("patch_size", "embed_dim", "depth", "num_heads", "mlp_ratio", "drop_rate",
               "attn_drop_rate", "global_pool", "head", "fc_norm")
 # keys added after runs were already saved: a config without one builds the model as then
-LATER_KEYS = {"fc_norm": False}
+LATER_KEYS = {"fc_norm": False, "eval_every": 1}
 
 # One line of help per hyper-parameter (the command's --help adds each preset's value).
 HELP = {
@@ -56,6 +56,8 @@ HELP = {
     "mixup": "mixup Beta(alpha, alpha) parameter (0: off)",
     "cutmix": "cutmix Beta(alpha, alpha) parameter (0: off)",
     "mix_prob": "probability that a batch is mixed when mixup or cutmix is on, in [0, 1]",
+    "eval_every": "evaluate on the test set after every N-th epoch and after the last one "
+                  "(a pass costs time that training could use)",
     "global_pool": "'avg': mean of the patch tokens, 'token': the [CLS] token",
     "head": "'linear' classifier, or 'mlp' (a tanh hidden layer first)",
     "fc_norm": "apply the final LayerNorm after pooling (timm's fc_norm, its layout for "
@@ -96,6 +98,7 @@ RULES = [
     ("mixup", False, ">= 0 (0: off)", lambda v, c: v >= 0),
     ("cutmix", False, ">= 0 (0: off)", lambda v, c: v >= 0),
     ("mix_prob", False, "in [0, 1]", lambda v, c: 0 <= v <= 1),
+    ("eval_every", True, ">= 1", lambda v, c: v >= 1),
     ("seed", True, ">= 0", lambda v, c: v >= 0),
     ("limit_train", True, ">= 1 (omit it for all images)", lambda v, c: v >= 1),
     ("limit_test", True, ">= 1 (omit it for all images)", lambda v, c: v >= 1),
@@ -120,7 +123,7 @@ def validate_config(cfg):
     if missing:
         raise ValueError("the configuration lacks " + ", ".join(missing))
     for key, integer, rule, ok in RULES:
-        v = cfg[key]
+        v = cfg.get(key, LATER_KEYS.get(key))
         if v is None and key in OPTIONAL:
             continue
         if not _number(v, integer) or not ok(v, cfg):

@@ -15,10 +15,12 @@ def plot_curves(records, path):
     fig = Figure(figsize=(10, 4))
     ax1, ax2 = fig.subplots(1, 2)
     ax1.plot(e, [r["train_loss"] for r in epochs], label="train")
-    ax1.plot(e, [r["test_loss"] for r in epochs], label="test")
+    tested = [r for r in epochs if "test_acc" in r]      # every --eval-every epochs
+    te = [r["epoch"] + 1 for r in tested]
+    ax1.plot(te, [r["test_loss"] for r in tested], "o-", label="test")
     ax1.set(xlabel="epoch", ylabel="loss", title="loss")
     ax2.plot(e, [r["train_acc"] for r in epochs], label="train")
-    ax2.plot(e, [r["test_acc"] for r in epochs], label="test")
+    ax2.plot(te, [r["test_acc"] for r in tested], "o-", label="test")
     ax2.set(xlabel="epoch", ylabel="accuracy", title="accuracy")
     for ax in (ax1, ax2):
         ax.grid(alpha=0.3)

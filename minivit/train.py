@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 from .backend import set_device, synchronize, to_device, xp_for
 from .checkpoint import load_checkpoint, save_checkpoint
 from .cli import USER_ERRORS, cli_warnings, error
-from .config import HELP, PRESETS, RUN_DEFAULTS, flag, make_model, validate_config
+from .config import HELP, LATER_KEYS, PRESETS, RUN_DEFAULTS, flag, make_model, validate_config
 from .data import Augment, Loader, fingerprint, load_cifar10
 from .data_parallel import DataParallel
 from .evaluate import evaluate
@@ -38,7 +38,7 @@ HYPER_FLAGS = (("epochs", int), ("batch_size", int), ("lr", float), ("min_lr", f
                ("clip_grad", float), ("patch_size", int), ("embed_dim", int), ("depth", int),
                ("num_heads", int), ("mlp_ratio", float), ("drop_rate", float),
                ("attn_drop_rate", float), ("drop_path", float), ("crop_pad", int),
-               ("mixup", float), ("cutmix", float), ("mix_prob", float))
+               ("mixup", float), ("cutmix", float), ("mix_prob", float), ("eval_every", int))
 
 
 def _preset_values(key):
@@ -178,6 +178,7 @@ def train(cfg, out, device="cpu", data=None, resume=None, progress=True, kernels
     steps_per_epoch = len(train_loader)
     total_steps = cfg["epochs"] * steps_per_epoch
     warmup_steps = min(round(cfg["warmup_epochs"] * steps_per_epoch), total_steps)
+    eval_every = cfg.get("eval_every", LATER_KEYS["eval_every"])
     metrics_path = out / "metrics.jsonl"
 
     epoch, start, step, best_acc, records = 0, 0, 0, -1.0, []
@@ -264,25 +265,29 @@ def train(cfg, out, device="cpu", data=None, resume=None, progress=True, kernels
                     tqdm.write(f"saved {out / 'last.npz'} (epoch {epoch + 1}, step {step}); "
                                f"continue with: {resume_hint}")
                     return records, 130
-                test_loss, test_acc, _ = evaluate(dp, test_loader, device)
-                if not math.isfinite(test_loss):
-                    stop(f"the test loss became {test_loss}")
                 seen = max(partial["seen"], 1)
                 busy = partial["time"] + partial["data_time"]
                 rec = dict(type="epoch", epoch=epoch, step=step, train_loss=partial["loss"] / seen,
-                           train_acc=partial["correct"] / seen, test_loss=test_loss,
-                           test_acc=test_acc, lr=opt.lr, time=busy,
+                           train_acc=partial["correct"] / seen, lr=opt.lr, time=busy,
                            images_per_s=partial["seen"] / max(partial["time"], 1e-9),
                            data_wait_fraction=partial["data_time"] / max(busy, 1e-9))
+                tested = (epoch + 1) % eval_every == 0 or epoch + 1 == cfg["epochs"]
+                summary = f"test not evaluated (every {eval_every} epochs)"
+                if tested:
+                    test_loss, test_acc, _ = evaluate(dp, test_loader, device)
+                    if not math.isfinite(test_loss):
+                        stop(f"the test loss became {test_loss}")
+                    rec.update(test_loss=test_loss, test_acc=test_acc)
+                    summary = f"test loss {test_loss:.4f} acc {test_acc:.4f}"
                 records.append(rec)
                 log.write(json.dumps(rec) + "\n")
                 log.flush()
                 tqdm.write(f"epoch {epoch + 1:3d}/{cfg['epochs']}  train loss {rec['train_loss']:.4f} "
-                           f"acc {rec['train_acc']:.4f} | test loss {test_loss:.4f} acc {test_acc:.4f}"
-                           f" | {busy:.0f}s, {rec['images_per_s']:.0f} img/s")
+                           f"acc {rec['train_acc']:.4f} | {summary} | {busy:.0f}s, "
+                           f"{rec['images_per_s']:.0f} img/s")
                 epoch, start = epoch + 1, 0
                 partial = {"loss": 0.0, "correct": 0.0, "seen": 0, "time": 0.0, "data_time": 0.0}
-                if test_acc > best_acc:
+                if tested and test_acc > best_acc:
                     best_acc = test_acc
                     checkpoint("best.npz", epoch, 0)
                 checkpoint("last.npz", epoch, 0)
@@ -401,7 +406,7 @@ def _main(args):
     except USER_ERRORS as e:
         return error(e)
     if code == 0 and records:
-        ep = [r for r in records if r["type"] == "epoch"]
+        ep = [r for r in records if r["type"] == "epoch" and "test_acc" in r]
         print(f"done: test accuracy {ep[-1]['test_acc']:.4f} (best {max(r['test_acc'] for r in ep):.4f}); "
               f"checkpoints in {out}")
     return code

@@ -219,3 +219,44 @@ def test_fc_norm_flag_trains_saves_and_evaluates(tmp_path, archive, capsys):
     del old["fc_norm"]
     assert "norm.weight" in train_cli.make_model(old, "cpu").state_dict()
     assert not train_cli.resolve_config(train_cli.build_parser().parse_args(["cifar10"]))["fc_norm"]
+
+
+def test_eval_every_skips_test_passes_but_always_tests_the_last_epoch(tmp_path, archive, capsys, monkeypatch):
+    """--eval-every 2 over 3 epochs: epochs 2 and 3 are tested, epoch 1 is not (its record
+    has no test values, its line says so), best.npz comes from a tested epoch, and a resume
+    from the untested epoch's checkpoint finishes exactly like the uninterrupted run."""
+    args = [*TINY, "--eval-every", "2"]
+    full = tmp_path / "full"
+    assert run(["--out", str(full), *args], tmp_path, archive) == 0
+    assert "test not evaluated (every 2 epochs)" in capsys.readouterr().out
+    ep_full, steps_full = epochs(full)
+    assert ["test_acc" in r for r in ep_full] == [False, True, True]
+    _, _, best = load_checkpoint(full / "best.npz")
+    assert best["epoch"] in (2, 3) and best["best_acc"] == max(r["test_acc"] for r in ep_full[1:])
+
+    class StopAfterFirstEpoch(train_cli._Interrupt):
+        calls = 0
+
+        @property
+        def requested(self):
+            StopAfterFirstEpoch.calls += 1    # 5 checks in epoch 1, then its end-of-epoch check
+            return StopAfterFirstEpoch.calls >= 6
+
+        @requested.setter
+        def requested(self, v):
+            pass
+    monkeypatch.setattr(train_cli, "_Interrupt", StopAfterFirstEpoch)
+    part = tmp_path / "part"
+    assert run(["--out", str(part), *args], tmp_path, archive) == 130
+    assert not (part / "best.npz").exists()               # nothing tested yet
+    monkeypatch.undo()
+    assert run(["--resume", str(part), "--no-progress"], tmp_path, archive) == 0
+    ep_part, steps_part = epochs(part)
+    assert same_metrics(ep_part, ep_full) and same_metrics(steps_part, steps_full)
+
+    # a run saved before --eval-every existed resumes, testing after every epoch
+    old = dict(train_cli.resolve_config(train_cli.build_parser().parse_args(["cifar10"])))
+    del old["eval_every"]
+    assert train_cli.validate_config(old) is old
+    with pytest.raises(ValueError, match="--eval-every must be an integer >= 1, got 0"):
+        train_cli.validate_config(dict(old, eval_every=0))
