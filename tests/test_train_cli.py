@@ -42,6 +42,22 @@ def same_metrics(a, b):
     return strip == [{k: r[k] for k in keys if k in r} for r in b]
 
 
+def ctrl_c_at_check(n):
+    """An _Interrupt whose flag reads as "Ctrl-C pressed" from its n-th check on."""
+    class CtrlC(train_cli._Interrupt):
+        calls = 0
+
+        @property
+        def requested(self):
+            CtrlC.calls += 1
+            return CtrlC.calls >= n
+
+        @requested.setter
+        def requested(self, v):
+            pass
+    return CtrlC
+
+
 def test_help_lists_presets_and_flags(capsys):
     with pytest.raises(SystemExit) as e:
         train_cli.main(["cifar10", "--help"])
@@ -77,18 +93,8 @@ def test_train_resume_evaluate(tmp_path, archive, capsys, monkeypatch):
     assert steps_full and all(np.isfinite(r["loss"]) for r in steps_full)
 
     # 2. the same run, stopped by "Ctrl-C" in the middle of epoch 2 ...
-    class StopAt(train_cli._Interrupt):
-        calls = 0
-
-        @property
-        def requested(self):
-            StopAt.calls += 1                 # checked after every step and at epoch ends:
-            return StopAt.calls >= 9          # 5 steps per epoch -> after step 2 of epoch 2
-
-        @requested.setter
-        def requested(self, v):
-            pass
-    monkeypatch.setattr(train_cli, "_Interrupt", StopAt)
+    # (checked after every step and at epoch ends: 5 steps per epoch -> after step 2 of epoch 2)
+    monkeypatch.setattr(train_cli, "_Interrupt", ctrl_c_at_check(9))
     part = tmp_path / "part"
     assert run(["--out", str(part), *TINY], tmp_path, archive) == 130
     _, _, meta = load_checkpoint(part / "last.npz")
@@ -234,18 +240,8 @@ def test_eval_every_skips_test_passes_but_always_tests_the_last_epoch(tmp_path, 
     _, _, best = load_checkpoint(full / "best.npz")
     assert best["epoch"] in (2, 3) and best["best_acc"] == max(r["test_acc"] for r in ep_full[1:])
 
-    class StopAfterFirstEpoch(train_cli._Interrupt):
-        calls = 0
-
-        @property
-        def requested(self):
-            StopAfterFirstEpoch.calls += 1    # 5 checks in epoch 1, then its end-of-epoch check
-            return StopAfterFirstEpoch.calls >= 6
-
-        @requested.setter
-        def requested(self, v):
-            pass
-    monkeypatch.setattr(train_cli, "_Interrupt", StopAfterFirstEpoch)
+    # 5 checks in epoch 1, then its end-of-epoch check
+    monkeypatch.setattr(train_cli, "_Interrupt", ctrl_c_at_check(6))
     part = tmp_path / "part"
     assert run(["--out", str(part), *args], tmp_path, archive) == 130
     assert not (part / "best.npz").exists()               # nothing tested yet
