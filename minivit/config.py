@@ -29,8 +29,14 @@ PRESETS = {
 RUN_DEFAULTS = dict(seed=0, limit_train=None, limit_test=None, log_every=50, eval_batch_size=500)
 MODEL_KEYS = ("patch_size", "embed_dim", "depth", "num_heads", "mlp_ratio", "drop_rate",
               "attn_drop_rate", "global_pool", "head", "fc_norm")
-# keys added after runs were already saved: a config without one builds the model as then
+# keys added after runs were already saved: a config without one runs as it did then
 LATER_KEYS = {"fc_norm": False, "eval_every": 1}
+
+
+def setting(cfg, key):
+    """cfg[key], or for a config saved before the key existed, the behaviour of that time."""
+    return cfg.get(key, LATER_KEYS.get(key))
+
 
 # One line of help per hyper-parameter (the command's --help adds each preset's value).
 HELP = {
@@ -123,14 +129,14 @@ def validate_config(cfg):
     if missing:
         raise ValueError("the configuration lacks " + ", ".join(missing))
     for key, integer, rule, ok in RULES:
-        v = cfg.get(key, LATER_KEYS.get(key))
+        v = setting(cfg, key)
         if v is None and key in OPTIONAL:
             continue
         if not _number(v, integer) or not ok(v, cfg):
             raise ValueError(f"{flag(key)} must be {'an integer' if integer else 'a number'} "
                              f"{rule.format(**cfg)}, got {v!r}")
     for key, choices in CHOICES.items():
-        if cfg.get(key, LATER_KEYS.get(key)) not in choices:
+        if setting(cfg, key) not in choices:
             raise ValueError(f"{flag(key)} must be one of {choices}, got {cfg[key]!r}")
     return cfg
 
@@ -139,4 +145,4 @@ def make_model(cfg, device="cpu", kernels="auto"):
     """The ViT a (validated) config describes."""
     return ViT(img_size=IMG_SIZE, in_chans=IN_CHANS, num_classes=NUM_CLASSES,
                drop_path_rate=cfg["drop_path"], seed=cfg["seed"], device=device,
-               kernels=kernels, **{k: cfg.get(k, LATER_KEYS.get(k)) for k in MODEL_KEYS})
+               kernels=kernels, **{k: setting(cfg, k) for k in MODEL_KEYS})

@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 from .backend import set_device, synchronize, to_device, xp_for
 from .checkpoint import load_checkpoint, save_checkpoint
 from .cli import USER_ERRORS, cli_warnings, error
-from .config import HELP, LATER_KEYS, PRESETS, RUN_DEFAULTS, flag, make_model, validate_config
+from .config import HELP, PRESETS, RUN_DEFAULTS, flag, make_model, setting, validate_config
 from .data import Augment, Loader, fingerprint, load_cifar10
 from .data_parallel import DataParallel
 from .evaluate import evaluate
@@ -178,7 +178,7 @@ def train(cfg, out, device="cpu", data=None, resume=None, progress=True, kernels
     steps_per_epoch = len(train_loader)
     total_steps = cfg["epochs"] * steps_per_epoch
     warmup_steps = min(round(cfg["warmup_epochs"] * steps_per_epoch), total_steps)
-    eval_every = cfg.get("eval_every", LATER_KEYS["eval_every"])
+    eval_every = setting(cfg, "eval_every")
     metrics_path = out / "metrics.jsonl"
 
     epoch, start, step, best_acc, records = 0, 0, 0, -1.0, []
