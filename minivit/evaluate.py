@@ -1,6 +1,6 @@
 """Evaluate a checkpoint on the CIFAR-10 test set:
 
-    python -m minivit.evaluate runs/cifar10-cpu-.../best.npz
+    python -m minivit.evaluate runs/cifar10-cpu-.../last.npz
 
 prints the test accuracy, the accuracy of every class and the confusion matrix.
 """
