@@ -26,11 +26,12 @@ PRESETS = {
                 crop_pad=4, hflip=True, mixup=0.8, cutmix=1.0, mix_prob=1.0, eval_every=1),
 }
 # run settings that are part of a run's config (the same for every preset)
-RUN_DEFAULTS = dict(seed=0, limit_train=None, limit_test=None, log_every=50, eval_batch_size=500)
+RUN_DEFAULTS = dict(seed=0, limit_train=None, limit_test=None, val_split=0, log_every=50,
+                    eval_batch_size=500)
 MODEL_KEYS = ("patch_size", "embed_dim", "depth", "num_heads", "mlp_ratio", "drop_rate",
               "attn_drop_rate", "global_pool", "head", "fc_norm")
 # keys added after runs were already saved: a config without one runs as it did then
-LATER_KEYS = {"fc_norm": False, "eval_every": 1}
+LATER_KEYS = {"fc_norm": False, "eval_every": 1, "val_split": 0}
 
 
 def setting(cfg, key):
@@ -108,6 +109,7 @@ RULES = [
     ("seed", True, ">= 0", lambda v, c: v >= 0),
     ("limit_train", True, ">= 1 (omit it for all images)", lambda v, c: v >= 1),
     ("limit_test", True, ">= 1 (omit it for all images)", lambda v, c: v >= 1),
+    ("val_split", True, ">= 0 (0: no validation set)", lambda v, c: v >= 0),
     ("log_every", True, ">= 1", lambda v, c: v >= 1),
     ("eval_batch_size", True, ">= 1", lambda v, c: v >= 1),
 ]

@@ -17,10 +17,15 @@ def plot_curves(records, path):
     ax1.plot(e, [r["train_loss"] for r in epochs], label="train")
     tested = [r for r in epochs if "test_acc" in r]      # every --eval-every epochs
     te = [r["epoch"] + 1 for r in tested]
+    validated = [r for r in tested if "val_acc" in r]    # with --val-split
     ax1.plot(te, [r["test_loss"] for r in tested], "o-", label="test")
-    ax1.set(xlabel="epoch", ylabel="loss", title="loss")
     ax2.plot(e, [r["train_acc"] for r in epochs], label="train")
     ax2.plot(te, [r["test_acc"] for r in tested], "o-", label="test")
+    if validated:
+        ve = [r["epoch"] + 1 for r in validated]
+        ax1.plot(ve, [r["val_loss"] for r in validated], "s--", label="validation")
+        ax2.plot(ve, [r["val_acc"] for r in validated], "s--", label="validation")
+    ax1.set(xlabel="epoch", ylabel="loss", title="loss")
     ax2.set(xlabel="epoch", ylabel="accuracy", title="accuracy")
     for ax in (ax1, ax2):
         ax.grid(alpha=0.3)

@@ -72,6 +72,11 @@ def build_parser():
                    help="train on the first N training images only (default: all 50,000)")
     g.add_argument("--limit-test", type=int, default=None,
                    help="evaluate on the first N test images only (default: all 10,000)")
+    g.add_argument("--val-split", type=int, default=None, metavar="N",
+                   help="hold out the last N training images (after --limit-train) as a "
+                        "validation set, evaluated with the test set; best.npz is then the epoch "
+                        "of the best validation accuracy (default: 0, no validation set: best.npz "
+                        "is chosen by test accuracy, so its test accuracy is optimistic)")
     g.add_argument("--log-every", type=int, default=None,
                    help=f"steps between step records in metrics.jsonl (default: {RUN_DEFAULTS['log_every']})")
     g.add_argument("--eval-batch-size", type=int, default=None,
@@ -121,12 +126,19 @@ def make_loaders(cfg, data):
         x_tr, y_tr = x_tr[:cfg["limit_train"]], y_tr[:cfg["limit_train"]]
     if cfg["limit_test"] is not None:
         x_te, y_te = x_te[:cfg["limit_test"]], y_te[:cfg["limit_test"]]
+    n_val = setting(cfg, "val_split")
+    if n_val >= len(x_tr):
+        raise ValueError(f"--val-split {n_val} leaves no training images (there are {len(x_tr)}); "
+                         "hold out fewer")
+    x_tr, x_val = x_tr[:len(x_tr) - n_val], x_tr[len(x_tr) - n_val:]
+    y_tr, y_val = y_tr[:len(y_tr) - n_val], y_tr[len(y_tr) - n_val:]
     aug = Augment(crop_pad=cfg["crop_pad"], hflip=cfg["hflip"], mixup_alpha=cfg["mixup"],
                   cutmix_alpha=cfg["cutmix"], mix_prob=cfg["mix_prob"])
     train = Loader(x_tr, y_tr, cfg["batch_size"], shuffle=True, seed=cfg["seed"], augment=aug,
                    drop_last=len(x_tr) >= 2 * cfg["batch_size"])
     test = Loader(x_te, y_te, cfg["eval_batch_size"], shuffle=False, prefetch=True)
-    return train, test
+    val = Loader(x_val, y_val, cfg["eval_batch_size"], shuffle=False, prefetch=True) if n_val else None
+    return train, test, val
 
 
 class _Interrupt:
@@ -168,13 +180,14 @@ def train(cfg, out, device="cpu", data=None, resume=None, progress=True, kernels
     `data_info` (where the data came from, its fingerprint) is stored in every checkpoint so
     that a resume can check it; `resume_hint` is the command printed to continue the run."""
     xp = xp_for(device)
+    train_loader, test_loader, val_loader = make_loaders(cfg, data)   # may refuse the split
     out.mkdir(parents=True, exist_ok=True)
     _remove_stale_temporaries(out)
     resume_hint = resume_hint or f"python -m minivit.train cifar10 --resume {out}"
     model = make_model(cfg, device, kernels)
     dp = DataParallel(model)            # the batch split over the CPU cores (as is on a GPU)
     opt = AdamW(model.named_parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
-    train_loader, test_loader = make_loaders(cfg, data)
+    chooser = "validation" if val_loader else "test"      # what best.npz is chosen by
     steps_per_epoch = len(train_loader)
     total_steps = cfg["epochs"] * steps_per_epoch
     warmup_steps = min(round(cfg["warmup_epochs"] * steps_per_epoch), total_steps)
@@ -193,7 +206,7 @@ def train(cfg, out, device="cpu", data=None, resume=None, progress=True, kernels
             records = [json.loads(line) for line in metrics_path.read_text().splitlines() if line]
             records = [r for r in records if r["step"] <= step
                        and not (r["type"] == "epoch" and r["epoch"] >= epoch)]
-        tqdm.write(f"resuming at epoch {epoch + 1}, step {step} (best test acc so far {best_acc:.4f})")
+        tqdm.write(f"resuming at epoch {epoch + 1}, step {step} (best {chooser} acc so far {best_acc:.4f})")
     else:
         (out / "config.json").write_text(json.dumps(cfg, indent=2) + "\n")
     _write_metrics(metrics_path, records)
@@ -279,6 +292,12 @@ def train(cfg, out, device="cpu", data=None, resume=None, progress=True, kernels
                         stop(f"the test loss became {test_loss}")
                     rec.update(test_loss=test_loss, test_acc=test_acc)
                     summary = f"test loss {test_loss:.4f} acc {test_acc:.4f}"
+                    chosen_by = test_acc
+                    if val_loader is not None:
+                        val_loss, val_acc, _ = evaluate(dp, val_loader, device)
+                        rec.update(val_loss=val_loss, val_acc=val_acc)
+                        summary += f" | val acc {val_acc:.4f}"
+                        chosen_by = val_acc
                 records.append(rec)
                 log.write(json.dumps(rec) + "\n")
                 log.flush()
@@ -287,8 +306,8 @@ def train(cfg, out, device="cpu", data=None, resume=None, progress=True, kernels
                            f"{rec['images_per_s']:.0f} img/s")
                 epoch, start = epoch + 1, 0
                 partial = {"loss": 0.0, "correct": 0.0, "seen": 0, "time": 0.0, "data_time": 0.0}
-                if tested and test_acc > best_acc:
-                    best_acc = test_acc
+                if tested and chosen_by > best_acc:
+                    best_acc = chosen_by
                     checkpoint("best.npz", epoch, 0)
                 checkpoint("last.npz", epoch, 0)
                 _plot(records, out)
@@ -407,7 +426,10 @@ def _main(args):
         return error(e)
     if code == 0 and records:
         ep = [r for r in records if r["type"] == "epoch" and "test_acc" in r]
-        print(f"done: test accuracy {ep[-1]['test_acc']:.4f} (best {max(r['test_acc'] for r in ep):.4f}); "
+        key = "val_acc" if "val_acc" in ep[-1] else "test_acc"
+        best = max(ep, key=lambda r: r[key])
+        print(f"done: test accuracy {ep[-1]['test_acc']:.4f} (last.npz); best.npz is epoch "
+              f"{best['epoch'] + 1}, {key.replace('_acc', '')} accuracy {best[key]:.4f}; "
               f"checkpoints in {out}")
     return code
 

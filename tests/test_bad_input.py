@@ -55,6 +55,7 @@ def one_error_line(err):
     (["--limit-train", "0"], "--limit-train"),
     (["--limit-train", "-5"], "--limit-train"),
     (["--limit-test", "-1"], "--limit-test"),
+    (["--val-split", "-1"], "--val-split"),
     (["--lr", "0"], "--lr"),
     (["--lr", "nan"], "--lr"),
     (["--lr", "inf"], "--lr"),

@@ -13,7 +13,9 @@ import pytest
 from minivit import evaluate as evaluate_cli
 from minivit import train as train_cli
 from minivit.checkpoint import load_checkpoint
-from minivit.data import make_synthetic_archive
+from minivit.config import make_model
+from minivit.data import Loader, load_cifar10, make_synthetic_archive
+from minivit.data_parallel import DataParallel
 
 TINY = ["--embed-dim", "16", "--depth", "1", "--num-heads", "2", "--mlp-ratio", "2",
         "--batch-size", "16", "--epochs", "3", "--warmup-epochs", "1", "--log-every", "2",
@@ -37,7 +39,8 @@ def epochs(out):
 
 
 def same_metrics(a, b):
-    keys = ("epoch", "step", "train_loss", "train_acc", "test_loss", "test_acc", "loss", "acc", "lr")
+    keys = ("epoch", "step", "train_loss", "train_acc", "test_loss", "test_acc", "val_loss", "val_acc",
+            "loss", "acc", "lr")
     strip = [{k: r[k] for k in keys if k in r} for r in a]
     return strip == [{k: r[k] for k in keys if k in r} for r in b]
 
@@ -256,3 +259,48 @@ def test_eval_every_skips_test_passes_but_always_tests_the_last_epoch(tmp_path, 
     assert train_cli.validate_config(old) is old
     with pytest.raises(ValueError, match="--eval-every must be an integer >= 1, got 0"):
         train_cli.validate_config(dict(old, eval_every=0))
+
+
+def test_val_split_holds_out_training_images_and_chooses_best_npz_by_them(tmp_path, archive, capsys,
+                                                                          monkeypatch):
+    """--val-split 32 of the 80 training images: 48 are trained on (3 steps of 16 per epoch),
+    every tested epoch records validation loss/accuracy on the 32, best.npz is the epoch
+    of the best validation accuracy (not of the best test accuracy), the done line says
+    which, and a split that leaves nothing to train on is refused before any file is written."""
+    out = tmp_path / "val"
+    assert run(["--out", str(out), *TINY, "--val-split", "32", "--epochs", "4"], tmp_path, archive) == 0
+    ep, steps = epochs(out)
+    assert [r["step"] for r in ep] == [3, 6, 9, 12]
+    assert all(0 <= r["val_acc"] <= 1 and np.isfinite(r["val_loss"]) for r in ep)
+    best_epoch = max(range(4), key=lambda i: ep[i]["val_acc"])     # first of equals, as train
+    _, _, best = load_checkpoint(out / "best.npz")
+    assert best["epoch"] == best_epoch + 1 and best["best_acc"] == ep[best_epoch]["val_acc"]
+    assert f"best.npz is epoch {best_epoch + 1}, val accuracy" in capsys.readouterr().out
+
+    # the validation images are the last 32 training images: evaluating best.npz on them
+    # (the checkpoint as a model, the held-out images as a 'test set') gives its val_acc
+    with pytest.warns(Warning, match="differ from the official"):    # a synthetic archive
+        data = load_cifar10(tmp_path / "data", archive)
+    model_state, _, meta = load_checkpoint(out / "best.npz")
+    model = make_model(meta["config"])
+    model.load_state_dict(model_state)
+    held_out = Loader(data["x_train"][-32:], data["y_train"][-32:], 500, shuffle=False)
+    assert evaluate_cli.evaluate(DataParallel(model), held_out, "cpu")[1] == ep[best_epoch]["val_acc"]
+
+    # Ctrl-C at the first step of epoch 2 (epoch 1: 3 step checks, 2 at its end), then --resume:
+    # the same records, validation included, and the same best.npz
+    monkeypatch.setattr(train_cli, "_Interrupt", ctrl_c_at_check(6))
+    part = tmp_path / "part"
+    assert run(["--out", str(part), *TINY, "--val-split", "32", "--epochs", "4"], tmp_path, archive) == 130
+    assert load_checkpoint(part / "last.npz")[2]["step"] == 4
+    monkeypatch.undo()
+    assert run(["--resume", str(part), "--no-progress"], tmp_path, archive) == 0
+    ep_part, steps_part = epochs(part)
+    assert same_metrics(ep_part, ep) and same_metrics(steps_part, steps)
+    assert load_checkpoint(part / "best.npz")[2]["epoch"] == best["epoch"]
+    capsys.readouterr()
+
+    bad = tmp_path / "bad"
+    assert run(["--out", str(bad), *TINY, "--val-split", "80"], tmp_path, archive) == 2
+    assert "--val-split 80 leaves no training images (there are 80)" in capsys.readouterr().err
+    assert not bad.exists()
