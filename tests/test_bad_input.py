@@ -19,7 +19,7 @@ pytestmark = [pytest.mark.filterwarnings("ignore::minivit.data.cifar10.DatasetSi
               pytest.mark.filterwarnings("ignore::minivit.data.cifar10.ChecksumWarning")]
 
 TINY = ["--embed-dim", "16", "--depth", "1", "--num-heads", "2", "--batch-size", "16",
-        "--epochs", "2", "--warmup-epochs", "0.5", "--no-progress"]
+        "--epochs", "2", "--warmup-epochs", "0.5", "--eval-every", "1", "--no-progress"]
 
 
 @pytest.fixture(scope="module")

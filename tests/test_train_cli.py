@@ -19,7 +19,7 @@ from minivit.data_parallel import DataParallel
 
 TINY = ["--embed-dim", "16", "--depth", "1", "--num-heads", "2", "--mlp-ratio", "2",
         "--batch-size", "16", "--epochs", "3", "--warmup-epochs", "1", "--log-every", "2",
-        "--drop-rate", "0.1", "--drop-path", "0.1", "--no-progress"]
+        "--drop-rate", "0.1", "--drop-path", "0.1", "--eval-every", "1", "--no-progress"]
 
 
 @pytest.fixture(scope="module")
