@@ -130,8 +130,8 @@ def make_loaders(cfg, data):
     if n_val >= len(x_tr):
         raise ValueError(f"--val-split {n_val} leaves no training images (there are {len(x_tr)}); "
                          "hold out fewer")
-    x_tr, x_val = x_tr[:len(x_tr) - n_val], x_tr[len(x_tr) - n_val:]
-    y_tr, y_val = y_tr[:len(y_tr) - n_val], y_tr[len(y_tr) - n_val:]
+    cut = len(x_tr) - n_val
+    x_tr, y_tr, x_val, y_val = x_tr[:cut], y_tr[:cut], x_tr[cut:], y_tr[cut:]
     aug = Augment(crop_pad=cfg["crop_pad"], hflip=cfg["hflip"], mixup_alpha=cfg["mixup"],
                   cutmix_alpha=cfg["cutmix"], mix_prob=cfg["mix_prob"])
     train = Loader(x_tr, y_tr, cfg["batch_size"], shuffle=True, seed=cfg["seed"], augment=aug,
