@@ -295,6 +295,8 @@ def train(cfg, out, device="cpu", data=None, resume=None, progress=True, kernels
                     chosen_by = test_acc
                     if val_loader is not None:
                         val_loss, val_acc, _ = evaluate(dp, val_loader, device)
+                        if not math.isfinite(val_loss):
+                            stop(f"the validation loss became {val_loss}")
                         rec.update(val_loss=val_loss, val_acc=val_acc)
                         summary += f" | val acc {val_acc:.4f}"
                         chosen_by = val_acc

@@ -175,6 +175,24 @@ def test_nan_test_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, archiv
     assert load_checkpoint(out / "last.npz")[2]["epoch"] == 1      # the epoch-1 checkpoint
 
 
+def test_nan_validation_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, archive, capsys,
+                                                                    monkeypatch):
+    calls = []
+    real = train_cli.evaluate
+
+    def nan_on_second_validation(*a, **k):
+        loss, acc, confusion = real(*a, **k)
+        calls.append(1)
+        return (float("nan") if len(calls) == 4 else loss), acc, confusion   # test, val, test, val
+
+    monkeypatch.setattr(train_cli, "evaluate", nan_on_second_validation)
+    out = tmp_path / "r"
+    assert run(["--out", str(out), *TINY, "--val-split", "16"], tmp_path / "data", archive) == 1
+    assert "validation loss became nan" in capsys.readouterr().err
+    assert load_checkpoint(out / "last.npz")[2]["epoch"] == 1      # the epoch-1 checkpoint
+    assert load_checkpoint(out / "best.npz")[2]["epoch"] == 1
+
+
 def test_non_finite_weights_are_never_saved(tmp_path, archive, capsys, monkeypatch):
     """Weights that overflow in the last update of an epoch (no later forward pass sees
     them) must not be written over the last good checkpoint."""
