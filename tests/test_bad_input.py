@@ -12,6 +12,7 @@ from minivit import ViT
 from minivit import evaluate as evaluate_cli
 from minivit import train as train_cli
 from minivit.checkpoint import load_checkpoint, save_checkpoint
+from minivit.config import PRESETS
 from minivit.data import load_cifar10, make_synthetic_archive
 from minivit.data.synthetic import synthetic_files, write_archive
 
@@ -69,7 +70,7 @@ def one_error_line(err):
     (["--drop-rate", "-0.1"], "--drop-rate"),
     (["--mix-prob", "2"], "--mix-prob"),
     (["--label-smoothing", "1"], "--label-smoothing"),
-    (["--warmup-epochs", "21"], "--warmup-epochs"),  # as long as the preset's 21 epochs
+    (["--warmup-epochs", str(PRESETS["cpu"]["epochs"])], "--warmup-epochs"),  # the whole run
     (["--epochs", "3", "--warmup-epochs", "3"], "--warmup-epochs"),
     (["--log-every", "0"], "--log-every"),
     (["--eval-batch-size", "0"], "--eval-batch-size"),
