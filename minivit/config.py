@@ -10,7 +10,7 @@ IMG_SIZE, IN_CHANS, NUM_CLASSES = 32, 3, 10
 
 # Every hyper-parameter, with the value of each preset. 'cpu' is sized for a 2-core laptop
 # (see README for the time and accuracy it reaches): under a 2-hour budget a small ViT
-# underfits, so it spends the budget on epochs (40 fill it at ~385 img/s) with light
+# underfits, so it spends the budget on epochs (40 take 1.5 h at ~370 img/s) with light
 # augmentation and average-pools the patch tokens (Beyer et al. 2022, "Better plain ViT
 # baselines": GAP learns faster than [CLS]); batch 64 takes twice the optimiser steps of
 # 128 for the same cost per image, and the test set is evaluated every 3rd epoch
