@@ -110,6 +110,20 @@ def test_policy_catches_outputs_and_paths():
     assert dirty(meta={"widgets": {}})
 
 
+def test_shipped_checkpoint_names_no_machine_path():
+    """The checkpoint the lessons load is committed too: its metadata (config, data source)
+    must not carry the paths of the machine that trained it."""
+    from minivit.checkpoint import load_checkpoint
+    path = LESSONS / "checkpoints" / "cifar10-cpu.npz"
+    _, optim_state, meta = load_checkpoint(path)
+    raw = json.dumps(meta)
+    found = [s for s in _machine_strings() if s in raw]
+    assert not found, (f"{path.name}'s metadata contains {found} (machine paths or names): "
+                       "remake it with the README's command, which keeps only the archive's "
+                       "file name")
+    assert not optim_state, f"{path.name} should carry the weights only (README's command)"
+
+
 # --- figures -----------------------------------------------------------------------------
 def readme_figures():
     text = (ROOT / "README.md").read_text(encoding="utf-8")
