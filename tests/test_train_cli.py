@@ -17,7 +17,9 @@ from minivit.config import make_model
 from minivit.data import Loader, load_cifar10, make_synthetic_archive
 from minivit.data_parallel import DataParallel
 
-TINY = ["--embed-dim", "16", "--depth", "1", "--num-heads", "2", "--mlp-ratio", "2",
+# two blocks: the drop-path rate rises linearly from 0 at the first block, so with one block
+# stochastic depth (on in the CPU preset) would never run, and resume would not test its masks
+TINY = ["--embed-dim", "16", "--depth", "2", "--num-heads", "2", "--mlp-ratio", "2",
         "--batch-size", "16", "--epochs", "3", "--warmup-epochs", "1", "--log-every", "2",
         "--drop-rate", "0.1", "--drop-path", "0.1", "--eval-every", "1", "--no-progress"]
 
