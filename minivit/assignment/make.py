@@ -7,7 +7,9 @@ OUT_DIR receives
                       kernels contain the answers: the copy runs on the reference kernels),
                       no PyTorch twin, no grader, no hidden checks, no compiled files
     tests/            test_<part>.py: the public checks of each selected part, for pytest
-    lessons/          the lesson notebooks, if the source has any, transformed the same way
+    lessons/          the lessons' exercise edition (minivit/lessons/edition.py, as `python -m
+                      minivit.lessons exercises` writes it) and their checkpoint, if the
+                      source has lessons
     pyproject.toml    so that `pip install -e .` works in the copy
     README.md         what to write, where, and how to test it
     assignment.json   the parts and their points (the grader's default selection)
@@ -20,7 +22,7 @@ import re
 import shutil
 from pathlib import Path
 
-from .markers import MarkerError, find_regions, solution_lines, student_notebook, student_text
+from .markers import MarkerError, cell_source, find_regions, solution_lines, student_text
 from .parts import ORDER, PARTS, check_parts
 
 PACKAGE = Path(__file__).resolve().parent.parent          # the solution: minivit/
@@ -157,16 +159,9 @@ def make(out_dir, parts=None, package=PACKAGE):
         written.append(f)
 
     lessons = lessons_dir(package)
-    if lessons is not None:
-        for nb in sorted(lessons.rglob("*.ipynb")):
-            if ".ipynb_checkpoints" in nb.parts:
-                continue
-            rel = nb.relative_to(lessons)
-            text, _ = student_notebook(nb.read_text(encoding="utf-8"), f"lessons/{rel.as_posix()}", parts, PARTS)
-            dst = out / "lessons" / rel
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            dst.write_text(text, encoding="utf-8")
-            written.append(dst)
+    if lessons is not None:    # the lessons' exercise edition, as `python -m minivit.lessons exercises`
+        from ..lessons.edition import write_exercises
+        written += write_exercises(out / "lessons", lessons, checkpoints=True)
 
     for name, text in (("pyproject.toml", PYPROJECT), ("README.md", readme(parts, by_part, regions)),
                        ("assignment.json", json.dumps(manifest(parts), indent=2) + "\n")):
@@ -252,12 +247,11 @@ def leak_candidates(parts, package=PACKAGE, with_outside=False):
         else:
             inside.update(map(_norm, text.split("\n")))
     lessons = lessons_dir(package)
-    for nb in sorted(lessons.rglob("*.ipynb")) if lessons is not None else ():
+    for nb in sorted(lessons.glob("*.ipynb")) if lessons is not None else ():
         for n, cell in enumerate(json.loads(nb.read_text(encoding="utf-8")).get("cells", [])):
-            src = cell.get("source", "")
-            src = "".join(src) if isinstance(src, list) else src
-            if cell.get("cell_type") == "code":
-                ins, outs = solution_lines(src, f"{nb.name} cell {n}", parts, PARTS)
+            src, where = cell_source(cell), f"{nb.name} cell {n}"
+            if cell.get("cell_type") == "code":     # every region of a lesson is an exercise
+                ins, outs = solution_lines(src, where, {r.part for r in find_regions(src, where)})
                 inside.update(map(_norm, ins))
                 outside.update(map(_norm, outs))
     candidates = {s for s in inside - outside if len(s) >= MIN_LEAK}

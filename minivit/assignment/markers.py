@@ -119,16 +119,16 @@ def _enclosing_def(lines, i):
 
 
 def student_text(text, path, selected, parts=None, relpath=None):
-    """The student copy of one source file: regions of the selected parts become exercises
-    (markers kept, in the student form), the other regions keep their code without any
-    marker or hint line. Returns (new text, regions)."""
+    """The student copy of one source file: regions of the selected parts (None: every
+    region) become exercises (markers kept, in the student form), the other regions keep
+    their code without any marker or hint line. Returns (new text, regions)."""
     lines = text.split("\n")
     regions = find_regions(text, path, parts)
     out, last = [], 0
     for r in regions:
         out.extend(lines[last:r.begin])
         body = [ln for ln in r.body(lines) if not _HINT.match(ln)]
-        if r.part in selected:
+        if selected is None or r.part in selected:
             where = f"{r.function} in {relpath or path}" if r.function else (relpath or path)
             out += [f"{r.indent}{S_BEGIN} {r.part}",
                     f"{r.indent}# TODO ({r.part}): {r.hint}",
@@ -192,7 +192,7 @@ def splice(solution, student, part, sol_path, stu_path, parts=None):
 def student_notebook(text, path, selected, parts=None):
     """The same transformation for a Jupyter notebook: each code cell's source is treated
     as a file of its own (a region may not span cells), and every output is cleared, so
-    no solution survives in a rendered output either."""
+    no solution survives in a rendered output either. selected=None: every region."""
     nb = json.loads(text)
     regions = []
     for n, cell in enumerate(nb.get("cells", [])):
@@ -229,3 +229,83 @@ def fill_text(student, solution, path, parts=None, only=None):
         last = s.end
     out.extend(stu_lines[last:])
     return "\n".join(out)
+
+
+# --- lessons: the exercise edition --------------------------------------------------------
+# A lesson's written answers are regions of its markdown cells, between two whole-line HTML
+# comments (invisible when Jupyter renders the cell):
+#
+#     <!-- BEGIN ANSWER -->
+#     The answer, as the solution edition shows it.
+#     <!-- END ANSWER -->
+#
+# In the exercise edition the text between them becomes ANSWER_PLACEHOLDER.
+A_BEGIN, A_END = "<!-- BEGIN ANSWER -->", "<!-- END ANSWER -->"
+ANSWER_PLACEHOLDER = "*Your answer here.*"
+_ANSWER = re.compile(r"<!--\s*(BEGIN|END)\s*ANSWER", re.IGNORECASE)
+
+
+def cell_source(cell):
+    """A notebook cell's source as one string (nbformat stores a string or a list of lines)."""
+    src = cell.get("source", "")
+    return "".join(src) if isinstance(src, list) else src
+
+
+def find_answers(text, path):
+    """[(begin, end)]: the 0-based line indices of the marker lines of every answer region
+    of a markdown text. Unclosed, nested, empty or misspelt ones are a MarkerError."""
+    lines = text.split("\n")
+    found, open_ = [], None
+    for i, line in enumerate(lines):
+        if not _ANSWER.search(line):
+            continue
+        where = f"{path}:{i + 1}"
+        if line.strip() == A_BEGIN:
+            if open_ is not None:
+                raise MarkerError(f"{where}: nested answer: a BEGIN inside the answer opened at "
+                                  f"{path}:{open_ + 1}")
+            open_ = i
+        elif line.strip() == A_END:
+            if open_ is None:
+                raise MarkerError(f"{where}: '{A_END}' without a '{A_BEGIN}'")
+            if not "".join(lines[open_ + 1:i]).strip():
+                raise MarkerError(f"{path}:{open_ + 1}: an empty answer (write it between the markers)")
+            found.append((open_, i))
+            open_ = None
+        else:
+            raise MarkerError(f"{where}: malformed answer marker {line.strip()!r} (expected "
+                              f"'{A_BEGIN}' or '{A_END}' alone on a line)")
+    if open_ is not None:
+        raise MarkerError(f"{path}:{open_ + 1}: unterminated answer (no '{A_END}')")
+    return found
+
+
+def exercise_notebook(text, path):
+    """The exercise edition of a lesson notebook (the repository's lessons are the solution
+    edition). Every region of a code cell is an exercise, named by the lesson (lesson
+    exercise names are not assignment parts): it becomes the student form, a TODO with its
+    hint and `raise NotImplementedError("<name>: ...")`. A region must lie inside a function
+    that its cell defines, so that the exercise cell runs and only the check cells that call
+    the function fail. Every answer region of a markdown cell keeps its markers around
+    ANSWER_PLACEHOLDER. Outputs are cleared. Returns (new text, regions)."""
+    out, regions = student_notebook(text, path, None)
+    outside = [r for r in regions if not r.function]
+    if outside:
+        r = outside[0]
+        raise MarkerError(f"{r.path}:{r.begin + 1}: the region of exercise {r.part!r} is not inside a "
+                          f"function: in a lesson, the exercise cell defines a function and the check "
+                          f"cell calls it (so an unfinished exercise fails in its check cell only)")
+    nb = json.loads(out)
+    for n, cell in enumerate(nb.get("cells", [])):
+        src = cell_source(cell)
+        if cell.get("cell_type") != "markdown":
+            if _ANSWER.search(src):
+                raise MarkerError(f"{path} cell {n}: answer markers are only allowed in markdown cells")
+            continue
+        lines, last, new = src.split("\n"), 0, []
+        for begin, end in find_answers(src, f"{path} cell {n}"):
+            new += lines[last:begin + 1] + [ANSWER_PLACEHOLDER]
+            last = end
+        new += lines[last:]
+        cell["source"] = "\n".join(new).splitlines(keepends=True)
+    return json.dumps(nb, indent=1, ensure_ascii=False) + "\n", regions

@@ -319,6 +319,21 @@ def read_batch(path, name=None):
     return data.reshape(-1, 3, 32, 32), labels
 
 
+def read_classes(path, name=None):
+    """The 10 class names from `batches.meta`, validated."""
+    meta = name or path
+    names = _get(load_pickle(path, meta), "label_names", meta)
+    if not isinstance(names, list) or len(names) != NUM_CLASSES:
+        raise ValueError(f"{meta}: expected a list of {NUM_CLASSES} label names")
+    if not all(isinstance(n, (str, bytes)) for n in names):
+        raise ValueError(f"{meta}: label names must be strings, got "
+                         + ", ".join(sorted({type(n).__name__ for n in names})))
+    try:
+        return [n.decode() if isinstance(n, bytes) else n for n in names]
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{meta}: a label name is not text ({e})") from None
+
+
 def load_folder(folder, source=None):
     """Load and validate an extracted `cifar-10-batches-py` folder; see `load_cifar10`.
     `source` names where it came from in messages (the archive, not a temporary folder)."""
@@ -331,17 +346,7 @@ def load_folder(folder, source=None):
                if not (folder / n).is_file()]
     if missing:
         raise ValueError(f"{source or folder} is missing {', '.join(missing)}")
-    meta = name("batches.meta")
-    names = _get(load_pickle(folder / "batches.meta", meta), "label_names", meta)
-    if not isinstance(names, list) or len(names) != NUM_CLASSES:
-        raise ValueError(f"{meta}: expected a list of {NUM_CLASSES} label names")
-    if not all(isinstance(n, (str, bytes)) for n in names):
-        raise ValueError(f"{meta}: label names must be strings, got "
-                         + ", ".join(sorted({type(n).__name__ for n in names})))
-    try:
-        classes = [n.decode() if isinstance(n, bytes) else n for n in names]
-    except UnicodeDecodeError as e:
-        raise ValueError(f"{meta}: a label name is not text ({e})") from None
+    classes = read_classes(folder / "batches.meta", name("batches.meta"))
     train = [read_batch(folder / n, name(n)) for n in TRAIN_BATCHES]
     x_test, y_test = read_batch(folder / "test_batch", name("test_batch"))
     sizes = [len(y) for _, y in train] + [len(y_test)]
