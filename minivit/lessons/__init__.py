@@ -47,7 +47,10 @@ Writing an exercise (for lesson authors)
    check.exact / check.close / check.rel_error print one line per tensor (exact, close, max
    difference and where) and the block fails naming the cases that failed; while the
    exercise is untouched it fails with one line: "exercise patchify is not done yet: fill in
-   the cell above". One check cell per exercise, naming it.
+   the cell above". One check cell per exercise, naming it. In the exercise edition a check
+   cell stops at its first call, so it draws from a random generator of its own and
+   assigns no name a later cell uses (loop variables included): later cells then compute
+   the same whether or not the exercise is done.
 3. **No later cell uses the learner's function or what it returned**: they use the library,
    so an unfinished exercise costs its check cell only.
 4. **Questions and "predict before you run"** are markdown cells tagged `question`; the
