@@ -26,20 +26,14 @@ def test_there_are_lessons():
     assert NOTEBOOKS, f"no notebooks in {LESSONS}"
 
 
-@pytest.fixture(scope="session")
-def lesson_data():
-    with nbrun.data_dir() as d:
-        yield d
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
-def test_notebook_runs(path, lesson_data):
+def test_notebook_runs(path, lesson_runs):
     try:
         nbrun.require()
     except ImportError as e:
         pytest.fail(str(e), pytrace=False)
-    nb, seconds = nbrun.execute(path, lesson_data)
+    nb, seconds = lesson_runs.run(path)     # kept for the site test (tests/test_site.py)
     print(f"{path.name}: {seconds:.1f} s")
     nbrun.figures(nb)          # every cell tagged as a figure did show one
 
