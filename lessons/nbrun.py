@@ -51,7 +51,8 @@ def data_dir():
     """The CIFAR-10 directory the notebooks read: $MINIVIT_DATA if set, else a temporary one
     holding a synthetic `cifar-10-python.tar.gz` (found by the normal lookup)."""
     if os.environ.get("MINIVIT_DATA"):
-        yield Path(os.environ["MINIVIT_DATA"]).expanduser()
+        # resolved: the kernel runs in lessons/, where a relative path would mean another place
+        yield Path(os.environ["MINIVIT_DATA"]).expanduser().resolve()
         return
     from minivit.data import ARCHIVE_NAME, make_synthetic_archive
     with tempfile.TemporaryDirectory(prefix="minivit-lessons-") as d:

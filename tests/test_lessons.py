@@ -140,3 +140,13 @@ def test_tagged_figures_are_rendered(path):
     missing = [n for n in names if not (nbrun.FIGURES / f"{n}.png").is_file()]
     assert not missing, (f"{path.name} tags figures that lessons/figures/ lacks: {missing}; "
                          f"run python lessons/render_figures.py {path.name[:2]}")
+
+
+def test_relative_data_dir_means_the_callers_folder(tmp_path, monkeypatch):
+    """The kernel runs in lessons/: a relative $MINIVIT_DATA must reach it resolved, or the
+    lessons would look for (and download) CIFAR-10 under lessons/."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MINIVIT_DATA", "data")
+    with nbrun.data_dir() as d:
+        assert d == tmp_path.resolve() / "data"
+        assert nbrun.kernel_env(d)["MINIVIT_DATA"] == str(tmp_path.resolve() / "data")
