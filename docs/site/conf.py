@@ -10,6 +10,7 @@ extensions = [
     "sphinx.ext.autodoc",        # the ops' docstrings
     "sphinx.ext.viewcode",       # [source] links to each op's highlighted code
     "minivit.site.mathml",       # equations as MathML, rendered at build time: no JS, no CDN
+    "sphinx.ext.githubpages",    # .nojekyll, so GitHub Pages serves _static/ from a branch too
 ]
 html_math_renderer = "mathml"
 myst_enable_extensions = ["dollarmath"]
