@@ -70,7 +70,8 @@ def execute_lessons(folder, log=print):
 
 
 def code_of(nb):
-    return [c["source"] for c in nb["cells"] if c["cell_type"] == "code"]
+    """The code cells' sources (a string or, as saved by Jupyter, a list of lines)."""
+    return ["".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code"]
 
 
 def read_executed(folder):
