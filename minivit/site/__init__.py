@@ -28,8 +28,8 @@ INSTALL_HINT = 'building the site needs the docs extra: pip install -e ".[docs]"
 SYNTHETIC_NOTE = (
     "```{note}\nThis copy of the lesson was executed on a **synthetic stand-in** for CIFAR-10 "
     "(random images in the same format), so its printed numbers and figures show the code "
-    "working, not what a ViT learns. The site built for readers runs the lessons on the real "
-    "CIFAR-10 (docs/site.md).\n```")
+    "working, not what a ViT learns. A site built with $MINIVIT_DATA set runs the lessons on "
+    "the real CIFAR-10 (docs/site.md).\n```")
 
 
 def nbrun():
@@ -143,7 +143,10 @@ def clean(nb, name, data_dir=None):
         raise ValueError(f"{name}'s outputs name this machine ({found}): change the lesson "
                          "so that it does not print them")
     if ran_on == "synthetic":
-        nb["cells"].insert(1, {"cell_type": "markdown", "metadata": {}, "source": SYNTHETIC_NOTE})
+        note = {"cell_type": "markdown", "metadata": {}, "source": SYNTHETIC_NOTE}
+        if (nb.get("nbformat"), nb.get("nbformat_minor", 0)) >= (4, 5):
+            note["id"] = "executed-on-synthetic-data"      # cells have ids from nbformat 4.5
+        nb["cells"].insert(1, note)
     return nb
 
 
