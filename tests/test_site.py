@@ -79,6 +79,9 @@ def test_clean_removes_timings_and_machine_paths(tmp_path):
     assert code["outputs"][1]["data"]["text/plain"] == "<Figure <checkout>>"
     assert code["outputs"][1]["data"]["image/png"] == "iVBOR/tmp/w0KGgo=", "images untouched"
     assert nb["cells"][1]["metadata"], "clean() must not change its argument"
+    assert "id" not in cleaned["cells"][1], "cell ids came with nbformat 4.5"
+    nb.update(nbformat=4, nbformat_minor=5)
+    assert site.clean(nb, "01-x.ipynb")["cells"][1]["id"], "nbformat 4.5: every cell an id"
 
 
 def test_clean_refuses_a_user_name(monkeypatch):

@@ -144,7 +144,7 @@ def clean(nb, name, data_dir=None):
                          "so that it does not print them")
     if ran_on == "synthetic":
         note = {"cell_type": "markdown", "metadata": {}, "source": SYNTHETIC_NOTE}
-        if (nb.get("nbformat"), nb.get("nbformat_minor", 0)) >= (4, 5):
+        if (nb.get("nbformat", 4), nb.get("nbformat_minor", 0)) >= (4, 5):
             note["id"] = "executed-on-synthetic-data"      # cells have ids from nbformat 4.5
         nb["cells"].insert(1, note)
     return nb
