@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 
 from minivit import site
-from minivit.site.mathml import to_mathml
 from test_lessons import _machine_strings
 
 OPS = Path(site.__file__).resolve().parents[1] / "ops"
@@ -42,6 +41,7 @@ def require_docs():
 # --- math ---------------------------------------------------------------------------------
 def test_math_becomes_mathml_core():
     require_docs()
+    from minivit.site.mathml import to_mathml
     block = to_mathml(r"\frac{\mathbf x - \mu}{\sqrt{\sigma^2 + \epsilon}}", display=True)
     assert block.startswith('<math display="block">'), block
     assert "<mfrac>" in block and "<msqrt>" in block
