@@ -9,6 +9,7 @@ otherwise a synthetic archive in the same format (minivit.data.synthetic), so th
 always run, offline too; on synthetic data only their shape and sanity checks mean anything.
 """
 import contextlib
+import json
 import os
 import tempfile
 import time
@@ -40,12 +41,18 @@ def require():
     return nbclient, nbformat
 
 
+def data_is_synthetic():
+    """Whether data_dir() gives the synthetic stand-in ($MINIVIT_DATA unset)."""
+    return not os.environ.get("MINIVIT_DATA")
+
+
 @contextlib.contextmanager
 def data_dir():
     """The CIFAR-10 directory the notebooks read: $MINIVIT_DATA if set, else a temporary one
     holding a synthetic `cifar-10-python.tar.gz` (found by the normal lookup)."""
     if os.environ.get("MINIVIT_DATA"):
-        yield Path(os.environ["MINIVIT_DATA"]).expanduser()
+        # resolved: the kernel runs in lessons/, where a relative path would mean another place
+        yield Path(os.environ["MINIVIT_DATA"]).expanduser().resolve()
         return
     from minivit.data import ARCHIVE_NAME, make_synthetic_archive
     with tempfile.TemporaryDirectory(prefix="minivit-lessons-") as d:
@@ -102,3 +109,36 @@ def figures(nb):
             raise ValueError(f"the cell tagged as figure {name!r} showed no PNG image")
         out[name] = base64.b64decode(pngs[0])
     return out
+
+
+class Executions:
+    """The lessons executed on `data`, each at most once, and kept as .ipynb files in
+    `folder`: the site (python -m minivit.site) is built from them, so the test run executes
+    every notebook once for the lesson test and the site test. A failure is remembered and
+    raised again for that notebook, not paid for twice. The kept notebooks have outputs:
+    keep `folder` out of the repository."""
+
+    def __init__(self, data, folder):
+        self.data, self.folder = Path(data), Path(folder)
+        self.data_name = "synthetic" if data_is_synthetic() else "CIFAR-10"
+        self._results = {}
+
+    def run(self, path):
+        """(executed notebook, seconds) for the lesson at `path`, executed on the first call."""
+        path = Path(path)
+        if path.name not in self._results:
+            try:
+                nb, seconds = execute(path, self.data)
+            except Exception as e:
+                self._results[path.name] = e
+                raise
+            nb.metadata["minivit"] = {"data": self.data_name}     # the site says which
+            self.folder.mkdir(parents=True, exist_ok=True)
+            (self.folder / path.name).write_text(json.dumps(nb, ensure_ascii=False),
+                                                 encoding="utf-8")
+            self._results[path.name] = (nb, seconds)
+        result = self._results[path.name]
+        if isinstance(result, Exception):
+            raise RuntimeError(f"{path.name} failed when it was executed earlier in this run: "
+                               f"{type(result).__name__}: {result}") from result
+        return result

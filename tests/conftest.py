@@ -1,4 +1,9 @@
-"""Every test that takes `device` / `xp` runs on NumPy, and on CuPy when a GPU is usable."""
+"""Every test that takes `device` / `xp` runs on NumPy, and on CuPy when a GPU is usable.
+The lessons are executed once per run, for the lesson test and the site test alike."""
+import importlib.util
+import os
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -26,3 +31,26 @@ def xp(device):
 @pytest.fixture
 def rng():
     return np.random.default_rng(1234)
+
+
+# --- the lessons, executed once per run --------------------------------------------------
+_spec = importlib.util.spec_from_file_location(
+    "nbrun", Path(__file__).resolve().parent.parent / "lessons" / "nbrun.py")
+nbrun = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(nbrun)
+EXECUTED_ENV = "MINIVIT_EXECUTED_NOTEBOOKS"    # a folder to keep the executed notebooks in
+
+
+@pytest.fixture(scope="session")
+def lesson_data():
+    with nbrun.data_dir() as d:
+        yield d
+
+
+@pytest.fixture(scope="session")
+def lesson_runs(lesson_data, tmp_path_factory):
+    """nbrun.Executions: test_lessons.py executes each lesson through it and test_site.py
+    builds the site from the same executed notebooks. They are kept in $MINIVIT_EXECUTED_NOTEBOOKS
+    when set (for python -m minivit.site build OUT --executed DIR), else in a temporary folder."""
+    folder = os.environ.get(EXECUTED_ENV) or tmp_path_factory.mktemp("executed-lessons")
+    return nbrun.Executions(lesson_data, folder)

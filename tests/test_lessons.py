@@ -33,12 +33,6 @@ def test_there_are_lessons():
 
 
 @pytest.fixture(scope="session")
-def lesson_data():
-    with nbrun.data_dir() as d:
-        yield d
-
-
-@pytest.fixture(scope="session")
 def exercise_dir(tmp_path_factory):
     """The exercise edition of the lessons, in a folder of its own (not lessons/)."""
     d = tmp_path_factory.mktemp("exercise-edition")
@@ -47,21 +41,26 @@ def exercise_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def executed(lesson_data):
+def executed(lesson_data, lesson_runs):
     """executed(path, allow_errors=False) -> the executed notebook; each notebook runs once
-    per session, whichever tests look at it."""
+    per session, whichever tests look at it. The solution edition (lessons/) runs through
+    conftest's lesson_runs, which keeps the executed notebooks for the site test."""
     cache = {}
 
     def run(path, allow_errors=False):
-        if path not in cache:
-            try:
-                nbrun.require()
-            except ImportError as e:
-                pytest.fail(str(e), pytrace=False)
+        try:
+            nbrun.require()
+        except ImportError as e:
+            pytest.fail(str(e), pytrace=False)
+        if path.parent == LESSONS and not allow_errors:
+            nb, seconds = lesson_runs.run(path)
+        elif path not in cache:
             nb, seconds = nbrun.execute(path, lesson_data, allow_errors=allow_errors)
-            print(f"{path.parent.name}/{path.name}: {seconds:.1f} s")
             cache[path] = nb
-        return cache[path]
+        else:
+            return cache[path]
+        print(f"{path.parent.name}/{path.name}: {seconds:.1f} s")
+        return nb
     return run
 
 
@@ -309,3 +308,13 @@ def test_the_edition_check_catches_a_later_cell_that_uses_an_exercise(tmp_path, 
     [error] = [o for o in executed_nb.cells[2].outputs if o.output_type == "error"]
     assert len(error.traceback) == 1 and "exercise double is not done yet: fill in the cell above" \
         in error.traceback[0]                  # one line, no traceback into minivit
+
+
+def test_relative_data_dir_means_the_callers_folder(tmp_path, monkeypatch):
+    """The kernel runs in lessons/: a relative $MINIVIT_DATA must reach it resolved, or the
+    lessons would look for (and download) CIFAR-10 under lessons/."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MINIVIT_DATA", "data")
+    with nbrun.data_dir() as d:
+        assert d == tmp_path.resolve() / "data"
+        assert nbrun.kernel_env(d)["MINIVIT_DATA"] == str(tmp_path.resolve() / "data")
