@@ -35,7 +35,7 @@ from ..backend import to_numpy
 from ..gradcheck import rel_error as _rel_error
 
 _RED, _GREEN, _RESET = "\x1b[31m", "\x1b[32m", "\x1b[0m"
-_NAME_WIDTH = 24
+_NAME_WIDTH = 28
 
 
 class CheckFailed(AssertionError):
