@@ -101,21 +101,23 @@ def rel_error(name, got, expected, tol=1e-7):
     """Pass if CS231n's relative error max |a - b| / max(1e-8, |a| + |b|) is below `tol`:
     the measure for a gradient against its numerical estimate."""
     return _compare(name, got, expected, lambda a, b: _rel_error(a, b) < tol,
-                    note=lambda a, b: f" | rel error {_rel_error(a, b):.1e} (tol {tol:.0e})")
+                    note=lambda a, b: f" | rel error {_rel_error(a, b):.1e} (tol {tol:.0e})",
+                    badness=lambda a, b: np.abs(a - b) / np.maximum(1e-8, np.abs(a) + np.abs(b)))
 
 
-def _compare(name, got, expected, passes, note=None):
+def _compare(name, got, expected, passes, note=None, badness=None):
+    """One line for `name`; `badness` (elementwise, default |a - b|) locates the worst element."""
     expected = np.asarray(to_numpy(expected))
     problem, a = _as_array(got, expected)
     if problem is None:
         e = expected.astype(np.float64)
         a = a.astype(np.float64)
-        diff, where = _worst(a, e)
+        diff = float(np.nanmax(np.abs(a - e))) if a.size and not np.isnan(a - e).all() else 0.0
         line = (f"{name:<{_NAME_WIDTH}s} | exact: {bool(np.array_equal(a, e))!s:<5} | "
                 f"close: {bool(np.allclose(a, e, rtol=1e-5, atol=1e-8))!s:<5} | max diff {diff:.1e}")
         line += note(a, e) if note else ""
         if not passes(a, e):
-            problem = _describe(a, e, where)
+            problem = _describe(a, e, _worst((badness or (lambda x, y: np.abs(x - y)))(a, e)))
             line += f" | {problem}"
     else:
         line = f"{name:<{_NAME_WIDTH}s} | {problem}"
@@ -144,13 +146,12 @@ def _as_array(got, expected):
     return None, a
 
 
-def _worst(a, e):
-    if a.size == 0:
-        return 0.0, ()
-    d = np.abs(a - e)
-    d = np.where(np.isnan(d), np.inf, d)          # a NaN is the worst difference there is
-    flat = int(np.argmax(d))
-    return float(d.reshape(-1)[flat]), np.unravel_index(flat, a.shape)
+def _worst(bad):
+    """The index of the largest entry of an elementwise badness (a NaN counts as the largest)."""
+    if bad.ndim == 0:
+        return ()
+    bad = np.where(np.isnan(bad), np.inf, bad)
+    return np.unravel_index(int(np.argmax(bad)), bad.shape)
 
 
 def _describe(a, e, where):
@@ -162,8 +163,12 @@ def _describe(a, e, where):
         return "inf in your result (an overflow?)"
     if not a.any() and e.any():
         return "your result is all zeros"
+    got, want = float(a[where]), float(e[where])
+    # enough digits to show the difference (at least 4, at most 16)
+    rel = abs(got - want) / max(abs(got), abs(want), 1e-300)
+    digits = int(min(16, max(4, np.ceil(-np.log10(rel)) + 2))) if rel > 0 else 4
     at = f"worst at {_index(where)}: " if a.ndim else ""
-    return f"{at}got {a[where]:.6g}, expected {e[where]:.6g}"
+    return f"{at}got {got:.{digits}g}, expected {want:.{digits}g}"
 
 
 def _index(where):
