@@ -245,3 +245,11 @@ def test_the_assignment_ships_the_exercise_edition_and_the_lessons_run_in_the_co
                        env=env, capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr[-2000:]
     assert r.stdout.strip() == str(tmp_path / "hw" / "lessons" / "checkpoints" / "cifar10-cpu.npz")
+
+
+def test_check_cells_do_not_stop_run_all_in_the_exercise_edition():
+    nb = json.loads(notebook(("code", EXERCISE), ("code", "check_it()")))
+    nb["cells"][1]["metadata"]["tags"] = ["check"]
+    text, _ = exercise_notebook(json.dumps(nb), "l.ipynb")
+    assert json.loads(text)["cells"][1]["metadata"]["tags"] == ["check", "raises-exception"]
+    assert "tags" not in json.loads(text)["cells"][0]["metadata"]

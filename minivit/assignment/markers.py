@@ -242,6 +242,7 @@ def fill_text(student, solution, path, parts=None, only=None):
 # In the exercise edition the text between them becomes ANSWER_PLACEHOLDER.
 A_BEGIN, A_END = "<!-- BEGIN ANSWER -->", "<!-- END ANSWER -->"
 ANSWER_PLACEHOLDER = "*Your answer here.*"
+RAISES = "raises-exception"      # Jupyter's tag for a cell whose error must not stop Run All
 _ANSWER = re.compile(r"<!--\s*(BEGIN|END)\s*ANSWER", re.IGNORECASE)
 
 
@@ -287,7 +288,9 @@ def exercise_notebook(text, path):
     hint and `raise NotImplementedError("<name>: ...")`. A region must lie inside a function
     that its cell defines, so that the exercise cell runs and only the check cells that call
     the function fail. Every answer region of a markdown cell keeps its markers around
-    ANSWER_PLACEHOLDER. Outputs are cleared. Returns (new text, regions)."""
+    ANSWER_PLACEHOLDER. Cells tagged "check" are tagged "raises-exception" too, so that
+    Jupyter's Run All goes on past an unfinished exercise's check. Outputs are cleared.
+    Returns (new text, regions)."""
     out, regions = student_notebook(text, path, None)
     outside = [r for r in regions if not r.function]
     if outside:
@@ -298,6 +301,9 @@ def exercise_notebook(text, path):
     nb = json.loads(out)
     for n, cell in enumerate(nb.get("cells", [])):
         src = cell_source(cell)
+        tags = cell.get("metadata", {}).get("tags", [])
+        if "check" in tags and RAISES not in tags:
+            cell["metadata"]["tags"] = tags + [RAISES]
         if cell.get("cell_type") != "markdown":
             if _ANSWER.search(src):
                 raise MarkerError(f"{path} cell {n}: answer markers are only allowed in markdown cells")

@@ -65,7 +65,8 @@ Writing an exercise (for lesson authors)
    The exercise edition keeps the two markers around "*Your answer here.*". A prediction's
    prompt goes before the cell that measures it, its answer may quote the measurement.
 5. Tags (cell metadata "tags"): `exercise`, `check`, `question`, `figure` (with its
-   "figure_name"). tests/test_lessons.py allows no other metadata.
+   "figure_name"). tests/test_lessons.py allows no other metadata. The exercise edition
+   adds Jupyter's `raises-exception` to the check cells, so Run All goes past them.
 
 Testing: `python -m pytest tests/test_lessons.py` runs every notebook (a) as it is: no cell
 may fail; (b) its exercise edition, from another folder: every check cell must fail with

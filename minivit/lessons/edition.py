@@ -15,7 +15,8 @@ README = """\
 jupyter lab .          # or: jupyter notebook .   (pip install -e ".[lessons]" in minivit)
 ```
 
-Work through each notebook from the top, one cell at a time.
+Work through each notebook from the top, one cell at a time. (Run All works too: the check
+cells are tagged `raises-exception`, so an unfinished exercise does not stop it.)
 
 * **Exercises.** A cell tagged `exercise` defines a function with a part for you to
   write, between two marker lines (`### BEGIN ...` and `### END ...`): replace
