@@ -130,13 +130,13 @@ def put_solutions_back(exercise_text, solution_text, path):
     for n, (e, s) in enumerate(zip(ex["cells"], sol["cells"])):
         if "check" in _tags(e):     # the exercise edition's Run All goes past its checks
             e["metadata"]["tags"] = [t for t in _tags(e) if t != "raises-exception"]
-        e_src, s_src = cell_source(e).split("\n"), cell_source(s).split("\n")
+        e_src, s_src, where = cell_source(e).split("\n"), cell_source(s).split("\n"), f"{path} cell {n}"
         if e["cell_type"] == "code":
-            spans = [(r.begin, r.end, r.part) for r in find_regions(cell_source(e), f"{path} cell {n}", kinds=("YOUR CODE",))]
-            fills = [(r.begin, r.end, r.part) for r in find_regions(cell_source(s), f"{path} cell {n}")]
+            spans = [(r.begin, r.end, r.part) for r in find_regions(cell_source(e), where, kinds=("YOUR CODE",))]
+            fills = [(r.begin, r.end, r.part) for r in find_regions(cell_source(s), where)]
         else:
-            spans = [(b, end, "answer") for b, end in find_answers(cell_source(e), f"{path} cell {n}")]
-            fills = [(b, end, "answer") for b, end in find_answers(cell_source(s), f"{path} cell {n}")]
+            spans = [(b, end, "answer") for b, end in find_answers(cell_source(e), where)]
+            fills = [(b, end, "answer") for b, end in find_answers(cell_source(s), where)]
         assert [p for *_, p in spans] == [p for *_, p in fills], f"{path} cell {n}: other regions"
         out, last = [], 0
         for (b, end, _), (sb, se, _) in zip(spans, fills):
