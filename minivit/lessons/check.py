@@ -9,8 +9,10 @@ tensor, inside `exercise(name)`:
 
 Each comparison prints one line (after Karpathy's `cmp` and CS231n's `rel_error`):
 
-    patches, P=4             | exact: True  | close: True  | max diff 0.0e+00
-    patches, P=8             | exact: False | close: False | max diff 9.1e-01 at [0, 3, 17] (got 0.12, expected 1.03)   <- FAILED
+    patches, P=4      | exact: True  | close: True  | max diff 0.0e+00
+    patches, P=8      | exact: False | close: False | max diff 9.1e-01 | worst at [0, 3, 17]: got 0.1204, expected 1.031   <- FAILED
+
+(`close`: np.allclose with the check's tolerance; rtol 1e-5, atol 1e-8 for the others)
 
 and at the end of the `with` block the cell fails (CheckFailed) if any comparison did,
 naming the cases that failed. If the learner's function raised NotImplementedError (the
@@ -94,7 +96,8 @@ def exact(name, got, expected):
 
 def close(name, got, expected, rtol=1e-6, atol=1e-9):
     """Pass if np.allclose(got, expected, rtol, atol) (same shape): equal up to round-off."""
-    return _compare(name, got, expected, lambda a, b: bool(np.allclose(a, b, rtol=rtol, atol=atol)))
+    return _compare(name, got, expected, lambda a, b: bool(np.allclose(a, b, rtol=rtol, atol=atol)),
+                    tolerance=(rtol, atol))
 
 
 def rel_error(name, got, expected, tol=1e-7):
@@ -105,8 +108,9 @@ def rel_error(name, got, expected, tol=1e-7):
                     badness=lambda a, b: np.abs(a - b) / np.maximum(1e-8, np.abs(a) + np.abs(b)))
 
 
-def _compare(name, got, expected, passes, note=None, badness=None):
-    """One line for `name`; `badness` (elementwise, default |a - b|) locates the worst element."""
+def _compare(name, got, expected, passes, note=None, badness=None, tolerance=(1e-5, 1e-8)):
+    """One line for `name`; `badness` (elementwise, default |a - b|) locates the worst element;
+    `tolerance`: (rtol, atol) of the line's `close` column."""
     expected = np.asarray(to_numpy(expected))
     problem, a = _as_array(got, expected)
     if problem is None:
@@ -114,7 +118,7 @@ def _compare(name, got, expected, passes, note=None, badness=None):
         a = a.astype(np.float64)
         diff = float(np.nanmax(np.abs(a - e))) if a.size and not np.isnan(a - e).all() else 0.0
         line = (f"{name:<{_NAME_WIDTH}s} | exact: {bool(np.array_equal(a, e))!s:<5} | "
-                f"close: {bool(np.allclose(a, e, rtol=1e-5, atol=1e-8))!s:<5} | max diff {diff:.1e}")
+                f"close: {bool(np.allclose(a, e, *tolerance))!s:<5} | max diff {diff:.1e}")
         line += note(a, e) if note else ""
         if not passes(a, e):
             problem = _describe(a, e, _worst((badness or (lambda x, y: np.abs(x - y)))(a, e)))
