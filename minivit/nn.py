@@ -140,27 +140,22 @@ class Conv2dPatch(Module):
 
 
 class PatchEmbed(Module):
-    """Patchify, then one linear map per patch: the convolution with kernel = stride = P,
-    written as a matmul. (B, C, H, W) -> (B, N, D)."""
+    """Patchify, then one linear map per patch (ops.patch_embed_forward): the convolution
+    with kernel = stride = P, written as a matmul. (B, C, H, W) -> (B, N, D)."""
 
     def __init__(self, patch_size, in_chans, dim, rng, dtype):
         self.patch_size = patch_size
         self.proj = Conv2dPatch(in_chans, dim, patch_size, rng, dtype)
 
     def forward(self, x, kernels=reference):
-        patches, c_patch = kernels.patchify_forward(x, self.patch_size)   # (B, N, C*P*P)
-        w = self.proj.weight.data
-        w2 = w.reshape(w.shape[0], -1)        # (D, C, P, P) -> (D, C*P*P), matches patch order
-        y, c_lin = kernels.linear_forward(patches, w2, self.proj.bias.data)
-        self.cache = (kernels, c_patch, c_lin)
+        y, self.cache = ops.patch_embed_forward(x, self.proj.weight.data, self.proj.bias.data,
+                                                self.patch_size, kernels)
         return y
 
     def backward(self, dy):
-        kernels, c_patch, c_lin = self.cache
-        dpatches, dw2, db = kernels.linear_backward(dy, c_lin)
-        self.accumulate_grads({"proj.weight": dw2.reshape(self.proj.weight.data.shape),
-                               "proj.bias": db})
-        return kernels.patchify_backward(dpatches, c_patch)
+        dx, dw, db = ops.patch_embed_backward(dy, self.cache)
+        self.accumulate_grads({"proj.weight": dw, "proj.bias": db})
+        return dx
 
 
 class Attention(Module):

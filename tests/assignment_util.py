@@ -23,9 +23,12 @@ SOURCES = sorted(p for p in PACKAGE.rglob("*.py") if "__pycache__" not in p.part
 # files whose every line is secret: the fast kernels (answers written for speed), the
 # PyTorch twin, the hidden checks and the grader's diagnoses (wrong variants of the solution)
 SECRET_FILES = ("hidden.py", "diagnoses.py", "torch_ref.py", "bench_ops.py")
-SHIPPED_ASSIGNMENT = ("public.py", "checks.py", "parts.py", "drivers.py")
+SHIPPED_ASSIGNMENT = ("public.py", "public_model.py", "checks.py", "parts.py", "drivers.py")
 # Debian's own Python (marked externally managed, PEP 668), as on Gradescope's images
 SYSTEM_PYTHON = "/usr/bin/python3"
+# a subprocess that must import the student copy, not the editable install of the solution
+STRIP_EDITABLE = ("import sys; sys.meta_path[:] = [f for f in sys.meta_path if 'editable' not in "
+                  "repr(f).lower()]; sys.path.insert(0, '.'); ")
 
 
 def env():

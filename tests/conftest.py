@@ -54,3 +54,18 @@ def lesson_runs(lesson_data, tmp_path_factory):
     when set (for python -m minivit.site build OUT --executed DIR), else in a temporary folder."""
     folder = os.environ.get(EXECUTED_ENV) or tmp_path_factory.mktemp("executed-lessons")
     return nbrun.Executions(lesson_data, folder)
+
+
+@pytest.fixture(scope="session")
+def autograder():
+    """The Gradescope zip of linear, softmax and loss, unpacked as Gradescope does and set up
+    once by its setup.sh with Debian's own python3 (externally managed, PEP 668), as on
+    Gradescope's Ubuntu images. Needs root, like Gradescope."""
+    from assignment_util import SYSTEM_PYTHON, Autograder
+    if not (Path(SYSTEM_PYTHON).is_file() and os.geteuid() == 0):
+        pytest.skip(f"needs root and the system's {SYSTEM_PYTHON} (as on Gradescope's images)")
+    ag = Autograder(["linear", "softmax", "loss"])
+    r = ag.setup()
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    yield ag
+    ag.remove()

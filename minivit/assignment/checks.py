@@ -1,17 +1,28 @@
 """The check registry and the helpers the checks share.
 
-A check is a function registered for a part with `@check(part, title, ...)`:
+A check is a function of one argument, `run`, registered for a part with
+`@check(part, title, ...)`. It calls the code under test only through `run`:
 
-* kind "assert": it raises AssertionError (or anything else) when the student's code is
-  wrong; returning normally passes. What it returns (a string or None) is shown as output.
-* kind "values": it returns {name: array or None} computed by the student's code on
-  inputs made from fixed seeds. The grader computes the same function on the reference
-  solution, in its own process, and compares (shape, dtype, relative error `tol`): the
-  expected values never enter the process that runs student code.
+    y, cache = run("minivit.ops.linear:linear_forward", x, w, b)
+    dx, dw, db = run("minivit.ops.linear:linear_backward", dy, cache)
 
-Public checks (public.py) ship with the student copy and run there under pytest
-(tests/test_<part>.py); hidden ones (hidden.py) stay with the grader.
+In the student's copy (tests/test_<part>.py, pytest) `run` is `Local()`: the call happens
+right there, on the student's code. In the grader `run` sends each call to the part's own
+process, which runs the student's code and returns arrays; the check itself (every
+comparison, every assert) runs in the grader. `run.local(name)` is a function computed in
+the checking process: the student's own in their copy, the reference in the grader (a
+gradient check differentiates it numerically). Two kinds:
+
+* "assert": raises AssertionError with a message for the student when the code is wrong;
+  a string it returns is shown as its output.
+* "values": returns {name: array}; the grader computes the same check on the reference
+  solution and compares (shape, dtype, error relative to the largest reference value:
+  `tol` in float64, `tol32` in float32).
+
+Public checks (public.py, public_model.py) ship with the student copy; hidden ones
+(hidden.py) stay with the grader.
 """
+import importlib
 import math
 from dataclasses import dataclass
 from typing import Callable
@@ -32,7 +43,7 @@ class Check:
     hidden: bool = False
     kind: str = "assert"        # "assert" | "values"
     weight: float = 1.0
-    tol: float = 1e-8           # "values": largest relative error allowed (float64)
+    tol: float = 1e-8           # "values": largest error (relative to the largest value), float64
     tol32: float = 1e-4         # "values": the same for float32 outputs
 
     @property
@@ -40,10 +51,10 @@ class Check:
         return f"{self.part}.{self.name}"
 
     def run_standalone(self):
-        """Run an "assert" check in this process (the students' pytest does this)."""
+        """Run an "assert" check on the code of this process (the students' pytest)."""
         if self.kind != "assert":
             raise TypeError(f"{self.id} compares with reference values: only the grader runs it")
-        return self.func()
+        return self.func(Local())
 
 
 def check(part, title, *, hidden=False, kind="assert", weight=1.0, tol=1e-8, tol32=1e-4):
@@ -63,12 +74,49 @@ def checks_for(part, public_only=False):
 def load(hidden=True):
     """Import the check modules (registering their checks); the hidden ones only where
     they exist (the grader's copy of the package). Returns the registry."""
-    import importlib
     import importlib.util
     importlib.import_module(__package__ + ".public")
+    importlib.import_module(__package__ + ".public_model")
     if hidden and importlib.util.find_spec(__package__ + ".hidden") is not None:
         importlib.import_module(__package__ + ".hidden")
     return CHECKS
+
+
+# --- calling the code under test --------------------------------------------------------
+@dataclass(frozen=True)
+class Rng:
+    """A NumPy random generator made from `seed` where the call runs (a fresh one per call)."""
+    seed: int
+
+
+def resolve(name):
+    """'package.module:function' (or ':Class.method') -> the object."""
+    module, _, qualname = name.partition(":")
+    obj = importlib.import_module(module)
+    for attr in qualname.split("."):
+        obj = getattr(obj, attr)
+    return obj
+
+
+def _realise(value):
+    if isinstance(value, Rng):
+        return np.random.default_rng(value.seed)
+    if type(value) in (tuple, list):
+        return type(value)(_realise(v) for v in value)
+    if type(value) is dict:
+        return {k: _realise(v) for k, v in value.items()}
+    return value
+
+
+class Local:
+    """Calls the code of this process: the student's copy under their pytest."""
+    label = "your forward pass"          # what a gradient check differentiates numerically
+
+    def __call__(self, name, *args, **kwargs):
+        return resolve(name)(*_realise(args), **_realise(kwargs))
+
+    def local(self, name):
+        return lambda *args, **kwargs: self(name, *args, **kwargs)
 
 
 # --- helpers ------------------------------------------------------------------------------
@@ -82,11 +130,19 @@ def randn(g, *shape, dtype=np.float64, scale=1.0, shift=0.0):
 
 def expect_array(name, a, shape, dtype):
     """`a` is an array of that shape and dtype (float32 stays float32...)."""
-    assert a is not None, f"{name} is None"
-    assert hasattr(a, "shape") and hasattr(a, "dtype"), \
-        f"{name} should be an array, got {type(a).__name__}"
+    assert a is not None, f"{name} is None, expected an array of shape {tuple(shape)}"
+    assert isinstance(a, np.ndarray), f"{name} should be an array of shape {tuple(shape)}, got {type(a).__name__}"
     assert tuple(a.shape) == tuple(shape), f"{name} has shape {tuple(a.shape)}, expected {tuple(shape)}"
-    assert np.dtype(a.dtype) == np.dtype(dtype), f"{name} has dtype {a.dtype}, expected {np.dtype(dtype)}"
+    assert a.dtype == np.dtype(dtype), (f"{name} has dtype {a.dtype}, expected {np.dtype(dtype)} (an op "
+                                        f"keeps its input's dtype: mind float64 constants and np.zeros)")
+
+
+def as_array(name, a):
+    """A returned value as a float array, or an AssertionError saying what it was."""
+    assert a is not None, f"{name} is None, expected an array"
+    assert isinstance(a, (np.ndarray, np.generic, float, int)) and not isinstance(a, bool), \
+        f"{name} should be an array, got {type(a).__name__}"
+    return np.asarray(a)
 
 
 def rel_error(a, n, floor=1e-8):
@@ -95,82 +151,52 @@ def rel_error(a, n, floor=1e-8):
     return float(np.max(np.abs(a - n) / np.maximum(floor, np.abs(a) + np.abs(n)))) if a.size else 0.0
 
 
-def gradcheck(f, inputs, analytic, dout=None, tol=1e-7, num_checks=None, zero_atol=None, seed=0):
+def gradcheck(f, inputs, analytic, dout=None, tol=1e-7, num_checks=None, zero_atol=None, seed=0,
+              label="the forward pass"):
     """Compare hand-written gradients with central differences (float64).
 
     f: no arguments, reads the arrays of `inputs` ({name: array}, perturbed in place);
-    analytic: {name: the student's gradient}; dout: the upstream gradient of f's output.
-    zero_atol: skip elements where both gradients are below it (exact zeros that a finite
-    difference sees as round-off). Raises AssertionError naming every wrong gradient."""
+    analytic: {name: the student's gradient}; dout: the upstream gradient of f's output;
+    label: what f computes, for the message. zero_atol: skip elements where both gradients
+    are below it (exact zeros that a finite difference sees as round-off). Raises
+    AssertionError naming every wrong gradient, where it is worst and by how much."""
     lines, bad = [], []
     for k, (name, x) in enumerate(inputs.items()):
         g = analytic.get(name)
         if g is None:
             bad.append(name)
-            lines.append(f"  {name}: no gradient returned")
+            lines.append(f"  d{name}: none returned (expected an array of shape {x.shape})")
             continue
-        g = np.asarray(g)
+        if not isinstance(g, np.ndarray) or g.dtype.kind not in "fiu":
+            bad.append(name)
+            lines.append(f"  d{name}: not an array of numbers ({type(g).__name__})")
+            continue
         if g.shape != x.shape:
             bad.append(name)
-            lines.append(f"  {name}: gradient has shape {g.shape}, expected {x.shape}")
+            lines.append(f"  d{name}: shape {g.shape}, expected {x.shape} (the shape of {name})")
             continue
         num, idx = numerical_gradient(f, x, dout, num_checks=num_checks, seed=seed + k)
-        a, n = g.reshape(-1)[idx], num.reshape(-1)[idx]
+        a, n = g.reshape(-1)[idx].astype(np.float64), num.reshape(-1)[idx]
+        keep = np.ones(len(idx), bool)
         if zero_atol is not None:
             keep = (np.abs(a) >= zero_atol) | (np.abs(n) >= zero_atol)
-            a, n = a[keep], n[keep]
+        a, n, idx = a[keep], n[keep], idx[keep]
         if not np.all(np.isfinite(a)):
-            err = math.inf
+            err, worst = math.inf, int(np.argmin(np.isfinite(a)))
+        elif a.size:
+            each = np.abs(a - n) / np.maximum(1e-8, np.abs(a) + np.abs(n))
+            worst = int(np.argmax(each))
+            err = float(each[worst])
         else:
-            err = rel_error(a, n)
-        ok = err < tol
-        lines.append(f"  {name}: relative error {err:.2e} ({'ok' if ok else 'WRONG'}, tolerance {tol:.0e})")
-        if not ok:
-            bad.append(name)
+            err, worst = 0.0, None
+        if err < tol:
+            lines.append(f"  d{name}: relative error {err:.1e} (ok, tolerance {tol:.0e})")
+            continue
+        bad.append(name)
+        at = list(np.unravel_index(int(idx[worst]), x.shape))
+        lines.append(f"  d{name}: WRONG, relative error {err:.1e} (tolerance {tol:.0e}); worst at "
+                     f"{name}{at}: numerically {n[worst]:.6g}, yours {a[worst]:.6g}")
     report = "\n".join(lines)
-    assert not bad, f"wrong gradient(s): {', '.join(bad)}\n{report}"
+    assert not bad, (f"wrong gradient(s): {', '.join('d' + b for b in bad)} (compared with central "
+                     f"differences of {label})\n{report}")
     return report
-
-
-def compare(got, expected, tol=1e-8, tol32=1e-4):
-    """Compare the "values" of a check: {name: array or None} with the reference's.
-    Returns (ok, report). The error is relative to the largest reference value
-    (max |got - expected| / max |expected|), so a value near zero is not held to more
-    digits than the array has."""
-    lines, ok = [], True
-    for name, e in expected.items():
-        if name not in got:
-            lines.append(f"  {name}: missing")
-            ok = False
-            continue
-        g = got[name]
-        if e is None or g is None:
-            same = e is None and g is None
-            lines.append(f"  {name}: {'None, as expected' if same else f'got {g!r:.40}, expected {e!r:.40}'}")
-            ok &= same
-            continue
-        g, e = np.asarray(g), np.asarray(e)
-        if g.shape != e.shape:
-            lines.append(f"  {name}: shape {g.shape}, expected {e.shape}")
-            ok = False
-            continue
-        if g.dtype != e.dtype:
-            lines.append(f"  {name}: dtype {g.dtype}, expected {e.dtype}")
-            ok = False
-            continue
-        if g.dtype.kind not in "fc":
-            same = bool(np.array_equal(g, e))
-            lines.append(f"  {name}: {'equal' if same else 'DIFFERENT'}")
-            ok &= same
-            continue
-        t = tol32 if g.dtype == np.float32 else tol
-        if not np.all(np.isfinite(g)) and not np.array_equal(np.isfinite(g), np.isfinite(e)):
-            lines.append(f"  {name}: contains NaN or inf (the reference does not)")
-            ok = False
-            continue
-        scale = float(np.max(np.abs(e[np.isfinite(e)]), initial=0.0))
-        err = float(np.max(np.abs(np.where(np.isfinite(e), g - e, 0.0)), initial=0.0)) / max(scale, 1e-30)
-        good = err <= t
-        lines.append(f"  {name}: relative error {err:.2e} ({'ok' if good else 'WRONG'}, tolerance {t:.0e})")
-        ok &= good
-    return ok, "\n".join(lines)

@@ -1,309 +1,244 @@
-"""`python -m minivit.assignment grade STUDENT_DIR [--out results.json]`: part by part.
+"""`python -m minivit.assignment grade SUBMISSION [--out results.json]`: part by part.
 
-For each part the grader builds a temporary tree: the reference solution (this package,
-without minivit/fast/, so everything runs on the reference ops) with only that part's
-regions replaced by what the student wrote between their markers. The part's checks run
-there in a subprocess of their own (runner.py) under a wall-clock time limit and an
-address-space limit (RLIMIT_AS). So a bug in one part costs points in that part only,
-and a syntax error, an exception, an endless loop, a crash or a runaway allocation costs
-that part's points and nothing else. Student code is never imported into this process:
-here the grader only reads the student's files as text, and computes the reference
-values of the "values" checks from the solution, which it compares with what the
-subprocess wrote. Anything on stderr is ignored.
+Two programs. This one, the grader, is trusted: it holds the reference solution, the
+checks (public.py, public_model.py, hidden.py) and the diagnoses, and decides everything.
+For each part it builds a tree: the reference package with that part's regions replaced
+by the student's text (read once, before anything runs: submission.py), the regions of the
+parts it builds on kept and every other part's replaced by a stub. In that tree a small
+generic runner (runner.py) runs as a process of its own, isolated as much as the machine
+allows (sandbox.py): it calls the functions the checks ask for on the inputs the grader
+sends and returns arrays. Every check runs here: comparisons with reference values,
+gradient checks (the student's backward pass against central differences of the
+reference forward pass, computed here), properties, the overfitting check (accuracy
+evaluated here from the weights the part returns). Nothing the part's process writes can
+be more than a wrong answer; its stdout and stderr are discarded.
 
-results.json is in Gradescope's format and is written whatever happens.
+Each part has a wall-clock limit (the process is killed at it), an address-space limit and
+a CPU limit; a crash, an exception, an endless loop or a runaway allocation costs that
+part's points and nothing else, and nothing of the part's process outlives it.
+results.json (Gradescope's format) is written once, at the end, from memory, in every
+case; a last pass removes any line of the solution or of the hidden checks from it.
 """
 import json
-import math
 import os
-import shutil
-import signal
-import subprocess
-import sys
 import tempfile
 import time
 import traceback
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from .checks import compare, load
-from .make import EXCLUDE, PACKAGE, marked_files
-from .markers import MarkerError, splice
+from . import checks as registry
+from . import diagnoses, feedback, sandbox
+from .make import PACKAGE, marked_files
 from .parts import ORDER, PARTS, check_parts
-from .runner import BOOT, MAX_OUTPUT
+from .remote import PartDied, Reference, Remote, StudentError, TimeLimit, start_ready
+from .submission import Submission, part_tree
 
 TIME_LIMIT = 60          # seconds of wall clock per part
-MEMORY_MB = 1024         # address space per part (a NumPy process starts at ~150 MB)
+MEMORY_MB = 1024         # address space per part (a NumPy process starts at ~300 MB of it)
+START_LIMIT = 30         # seconds for a part's process to start (counted in its time)
 VISIBLE, HIDDEN = "visible", "after_published"
 
 
-# --- finding the student's files -------------------------------------------------------
-def locate(student_dir, rel):
-    """The student's copy of minivit/<rel>: STUDENT_DIR/minivit/<rel>, or STUDENT_DIR/<rel>
-    (the package folder itself was given), or else the one file anywhere under STUDENT_DIR
-    whose path ends with the most components of it (a Gradescope upload of loose files or
-    of a zipped folder). None if not found or ambiguous."""
-    student_dir = Path(student_dir)
-    rel = Path(rel)
-    for cand in (student_dir / "minivit" / rel, student_dir / rel):
-        if cand.is_file():
-            return cand
-    want = ("minivit",) + rel.parts
-    best, best_n, tie = None, 0, False
-    for cand in student_dir.rglob(rel.name):
-        if not cand.is_file() or "__pycache__" in cand.parts:
-            continue
-        parts = cand.relative_to(student_dir).parts
-        n = 0
-        while n < min(len(parts), len(want)) and parts[-1 - n] == want[-1 - n]:
-            n += 1
-        if n > best_n:
-            best, best_n, tie = cand, n, False
-        elif n == best_n:
-            tie = True
-    return None if tie else best
+class Grading:
+    """What one grading shares between its parts."""
 
+    def __init__(self, submission, isolation, time_limit, memory_mb, deadline, package, out):
+        self.submission, self.isolation = submission, isolation
+        self.time_limit, self.memory_mb, self.deadline = time_limit, memory_mb, deadline
+        self.package, self.out = Path(package), out
+        self.regions = marked_files(self.package)
+        self.readable = set()           # what a part's user could read that it should not
 
-def default_parts(student_dir):
-    """The parts in the copy's assignment.json, else every part."""
-    for f in (Path(student_dir) / "assignment.json", Path(student_dir).parent / "assignment.json"):
+    def limits(self, uid):
+        lim = {"RLIMIT_CPU": int(self.time_limit) + 5, "RLIMIT_CORE": 0, "RLIMIT_FSIZE": 64 << 20,
+               "RLIMIT_NOFILE": 256}
+        if self.memory_mb:
+            lim["RLIMIT_AS"] = self.memory_mb << 20
+        if uid is not None:
+            lim["RLIMIT_NPROC"] = 64        # the uid is the part's alone
+        return lim
+
+    def secrets(self):
+        """Paths a part's process must not read (probed once it runs)."""
+        return [self.package / "ops" / "softmax.py", self.package / "assignment" / "hidden.py",
+                self.submission.path, Path(self.out).resolve().parent if self.out else None]
+
+    def start(self, part_dir, tree, uid, deadline):
+        hide = [self.package, self.submission.path] + ([Path(self.out).resolve().parent] if self.out else [])
+        hide += [self.package.parent] if (self.package.parent / "pyproject.toml").is_file() else []
+        proc = sandbox.PartProcess(self.isolation, part_dir, tree, self.limits(uid), hide=hide,
+                                   probe=[p for p in self.secrets() if p], uid=uid,
+                                   probe_write=[p for p in self.secrets()[2:] if p])
         try:
-            return check_parts(json.loads(f.read_text())["parts"])
-        except (OSError, ValueError, KeyError, TypeError):
-            continue
-    return ORDER
+            ready = start_ready(proc, min(deadline, time.monotonic() + START_LIMIT))
+        except (TimeLimit, PartDied) as e:
+            proc.stop()
+            raise PartDied(f"the part's process could not start ({e or 'time limit'}); please tell your "
+                           f"instructor") from None
+        self.readable.update(ready.get("readable", []) + ready.get("writable", []))
+        return proc
 
 
-# --- one part ---------------------------------------------------------------------------
-def build_tree(root, part, student_dir, regions, package=PACKAGE):
-    """Copy the solution to root/minivit and splice in the student's regions of `part`.
-    Returns None, or a message saying why the student's code could not be taken."""
-    shutil.copytree(package, root / "minivit",
-                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc", *EXCLUDE))
-    for rel, rs in regions.items():
-        if not any(r.part == part for r in rs):
-            continue
-        where = f"minivit/{rel.as_posix()}"
-        src = locate(student_dir, rel)
-        if src is None:
-            return f"{where} was not found in the submission"
-        try:
-            student = src.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as e:
-            return f"{where} could not be read: {e}"
-        try:
-            text = splice((package / rel).read_text(encoding="utf-8"), student, part, where, where, PARTS)
-        except MarkerError as e:
-            return f"the markers of {where} are broken: {e}"
-        (root / "minivit" / rel).write_text(text, encoding="utf-8")
-    return None
-
-
-def _env():
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "MINIVIT_"))}
-    env.update(OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1",
-               MINIVIT_NUM_THREADS="1", MINIVIT_DEVICE="cpu", PYTHONDONTWRITEBYTECODE="1",
-               PYTHONHASHSEED="0", PYTHONIOENCODING="utf-8")
-    return env
-
-
-def run_part(part, student_dir, regions, time_limit, memory_mb, package=PACKAGE):
-    """Run the checks of `part`. Returns ({check id: event dict}, problem or None, seconds)."""
-    t0 = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix=f"minivit-grade-{part}-") as tmp:
-        root = Path(tmp)
-        tree, outdir = root / "tree", root / "out"
-        tree.mkdir()
-        outdir.mkdir()
-        problem = build_tree(tree, part, student_dir, regions, package)
-        if problem:
-            return {}, problem, time.perf_counter() - t0
-        cmd = [sys.executable, "-c", BOOT, str(tree), part, str(outdir),
-               str(memory_mb << 20 if memory_mb else 0), str(math.ceil(time_limit))]
-        with open(root / "stdout", "wb") as out, open(root / "stderr", "wb") as err:
-            proc = subprocess.Popen(cmd, cwd=tree, env=_env(), stdin=subprocess.DEVNULL,
-                                    stdout=out, stderr=err, start_new_session=True)
-            timed_out = False
+def grade_part(g, part, checks):
+    """[(check, passed, output)] and the seconds it took."""
+    t0 = time.monotonic()
+    deadline = min(t0 + g.time_limit, g.deadline)
+    files, line_map, problem = part_tree(part, g.submission, g.package, g.regions)
+    if problem:
+        return [(c, False, f"not run: {problem}") for c in checks], time.monotonic() - t0
+    uid = sandbox.free_uid() if g.isolation.mode != "none" else None
+    part_dir = sandbox.make_part_dir(uid)
+    proc, results = None, []
+    try:
+        files["runner.py"] = (g.package / "assignment" / "runner.py").read_text(encoding="utf-8")
+        sandbox.write_tree(part_dir / "tree", files)
+        for c in checks:
+            if time.monotonic() >= deadline:
+                why = "the grader's total time" if deadline == g.deadline else f"the part's {g.time_limit:g} s"
+                results.append((c, False, f"not run: {why} ran out before this check"))
+                continue
             try:
-                proc.wait(timeout=time_limit)
-            except subprocess.TimeoutExpired:
-                timed_out = True
-            finally:
-                try:                                   # the whole group: children too
-                    os.killpg(proc.pid, signal.SIGKILL)
-                except (ProcessLookupError, PermissionError):
-                    pass
-                proc.wait()
-        events = _read_events(outdir / "results.jsonl")
-        stderr = (root / "stderr").read_bytes()[-MAX_OUTPUT:].decode("utf-8", "replace")
-        results, problem = {}, None
-        if "import_error" in events:
-            problem = events["import_error"]["output"]
-        for cid, ev in events.get("checks", {}).items():
-            if ev.get("event") == "done":
-                if ev.get("status") == "passed":
-                    ev["values"] = _read_values(outdir, cid)
-                results[cid] = ev
-            else:                                      # started, never finished
-                results[cid] = {"event": "died", "output": _why_stopped(proc.returncode, timed_out,
-                                                                         time_limit, memory_mb, stderr)}
-        if problem is None and not events.get("end"):
-            problem = _why_stopped(proc.returncode, timed_out, time_limit, memory_mb, stderr)
-        return results, problem, time.perf_counter() - t0
+                if proc is None:
+                    proc = g.start(part_dir, part_dir / "tree", uid, deadline)
+                results.append((c, *evaluate(c, Remote(proc, deadline), line_map)))
+                continue
+            except TimeLimit:
+                results.append((c, False, f"time limit exceeded: the part's checks did not finish within "
+                                          f"{g.time_limit:g} s (an endless loop?)"))
+                deadline = time.monotonic()
+            except PartDied as e:
+                results.append((c, False, str(e)))
+            if proc is not None:
+                proc.stop()                       # the next check gets a fresh process
+                proc = None
+    finally:
+        if proc is not None:
+            proc.stop()
+        if uid is not None:
+            sandbox.kill_uid(uid)
+        _remove(part_dir)
+    return results, time.monotonic() - t0
 
 
-def _why_stopped(code, timed_out, time_limit, memory_mb, stderr):
-    if timed_out:
-        return f"time limit exceeded: the part's checks did not finish within {time_limit:g} s"
-    if code is not None and code < 0:
-        name = signal.Signals(-code).name if -code in signal.Signals._value2member_map_ else str(-code)
-        hint = {"SIGKILL": f" (out of memory? the limit is {memory_mb} MB)",
-                "SIGXCPU": " (CPU time limit)", "SIGSEGV": " (a crash)", "SIGXFSZ": " (too much output)"}
-        msg = f"the process was killed by {name}{hint.get(name, '')}"
-    else:
-        msg = f"the process ended early (exit code {code})"
-    return msg + ("\nstderr (last lines):\n" + stderr.strip() if stderr.strip() else "")
-
-
-def _read_events(path):
-    events = {"checks": {}}
+def evaluate(check, run, line_map):
+    """(passed, output) of one check; TimeLimit and PartDied go up to the part."""
     try:
-        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
-    except OSError:
-        return events
-    for line in lines:
-        try:
-            ev = json.loads(line)
-        except ValueError:
-            continue                                   # a torn last line, or noise
-        if not isinstance(ev, dict):
-            continue
-        kind = ev.get("event")
-        if kind in ("start", "done") and isinstance(ev.get("id"), str):
-            events["checks"][ev["id"]] = ev
-        elif kind == "import_error":
-            events["import_error"] = ev
-        elif kind == "end":
-            events["end"] = True
-    return events
+        got = check.func(run)
+    except AssertionError as e:
+        return False, feedback.cap(e)
+    except StudentError as e:
+        return False, feedback.student_error(e, line_map)
+    except (TimeLimit, PartDied):
+        raise
+    except Exception as e:                             # noqa: BLE001 - what came back was unusable
+        return False, feedback.cap(f"what your code returned could not be checked: {type(e).__name__}: {e}"
+                                   f" (see the docstring for what the function returns)", 1000)
+    if check.kind != "values":
+        return True, feedback.cap(got or "")
+    expected = check.func(Reference())
+    ok, report = feedback.compare(got, expected, check.tol, check.tol32)
+    if not ok and isinstance(got, dict):
+        ok, report = feedback.compare(got, expected, check.tol, check.tol32,
+                                      diagnoses.diagnose(check, got, expected))
+    return ok, feedback.cap(report)
 
 
-def _read_values(outdir, cid):
-    import numpy as np
-    try:
-        meta = json.loads((outdir / f"{cid}.json").read_text())
-        with np.load(outdir / f"{cid}.npz", allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-    except Exception as e:                             # noqa: BLE001 - whatever was written
-        return {"__error__": f"the values could not be read back: {e}"}
-    values = {}
-    for i, k in enumerate(meta.get("keys", [])):
-        if k in meta.get("bad", {}):
-            values[k] = ("bad", meta["bad"][k])
-        elif k in meta.get("none", []):
-            values[k] = None
-        elif f"a{i}" in arrays:
-            values[k] = arrays[f"a{i}"]
-    return values
-
-
-# --- scoring ----------------------------------------------------------------------------
-def score_part(part, checks, results, problem, expected):
-    """Gradescope test entries for one part."""
-    points = PARTS[part][0]
-    total_weight = sum(c.weight for c in checks)
-    tests = []
-    for n, c in enumerate(checks, 1):
-        max_score = points * c.weight / total_weight
-        ev = results.get(c.id)
-        if ev is None:
-            ok, output = False, f"not run: {problem}" if problem else "not run"
-        elif ev.get("event") == "died":
-            ok, output = False, ev["output"]
-        elif ev.get("status") != "passed":
-            ok, output = False, ev.get("output", "")
-        elif c.kind == "values":
-            ok, output = _judge_values(c, ev.get("values", {}), expected.get(c.id))
-        else:
-            ok, output = True, ev.get("output", "")
-        tests.append({"name": f"{part}: {c.title}", "number": f"{ORDER.index(part) + 1}.{n}",
-                      "score": round(max_score, 6) if ok else 0.0, "max_score": round(max_score, 6),
-                      "status": "passed" if ok else "failed", "output": output,
-                      "visibility": HIDDEN if c.hidden else VISIBLE})
-    return tests
-
-
-def _judge_values(c, got, expected):
-    if "__error__" in got:
-        return False, got["__error__"]
-    bad = {k: v[1] for k, v in got.items() if isinstance(v, tuple)}
-    if bad:
-        return False, "\n".join(f"  {k}: {v}" for k, v in bad.items())
-    ok, report = compare(got, expected, c.tol, c.tol32)
-    return ok, ("equal to the reference values:\n" if ok else "different from the reference values:\n") + report
-
-
-def reference_values(checks):
-    """The "values" checks computed on the solution, in this process (no student code)."""
-    return {c.id: c.func() for c in checks if c.kind == "values"}
+def _remove(path):
+    import shutil
+    shutil.rmtree(path, ignore_errors=True)
 
 
 # --- the whole grading ------------------------------------------------------------------
-def grade(student_dir, parts=None, out="results.json", time_limit=TIME_LIMIT, memory_mb=MEMORY_MB,
-          jobs=1, package=PACKAGE, quiet=False):
-    """Grade STUDENT_DIR; returns the results dict (also written to `out` unless None)."""
-    t0 = time.perf_counter()
-    try:
-        parts = check_parts(parts) if parts else default_parts(student_dir)
-    except ValueError as e:
-        return _write(_failed_everything(ORDER, f"grader error: {e}", t0), out)
-    try:
-        if not Path(student_dir).is_dir():
-            raise FileNotFoundError(f"the submission {student_dir} is not a folder")
-        registry = load()
-        regions = marked_files(package)
-        by_part = {p: [c for c in registry.values() if c.part == p] for p in parts}
-        expected = reference_values([c for p in parts for c in by_part[p]])
+def default_parts(submission):
+    """The parts named in the submission's assignment.json (the copy's), else every part."""
+    names = sorted((n for n in submission.files if n.endswith("assignment.json")), key=len)
+    for name in names[:1]:
+        try:
+            return check_parts(json.loads(submission.files[name])["parts"]), True
+        except (ValueError, KeyError, TypeError):
+            break
+    return ORDER, False
 
-        def one(p):
-            results, problem, secs = run_part(p, student_dir, regions, time_limit, memory_mb, package)
-            return p, score_part(p, by_part[p], results, problem, expected), secs
 
+def grade(submission, parts=None, out="results.json", time_limit=TIME_LIMIT, memory_mb=MEMORY_MB,
+          jobs=1, total_time=None, isolation="auto", package=PACKAGE, quiet=False):
+    """Grade a submission (a folder or a .zip); returns the results dict, also written to
+    `out` unless None. total_time: seconds for the whole grading (parts not started by
+    then score 0 with the reason), so results.json is written before an outer limit."""
+    t0 = time.monotonic()
+    deadline = t0 + (total_time if total_time else 1e9)
+    notes = []
+    try:
+        sub = Submission.read(submission)
+        if Path(package).resolve().is_relative_to(sub.path):
+            raise ValueError(f"the grader was imported from the submission itself ({package}): run it from "
+                             f"another folder")
+        if parts:
+            parts = check_parts(parts)
+        else:
+            parts, from_copy = default_parts(sub)
+            if from_copy:
+                notes.append("parts: those of the submission's assignment.json (give --parts to choose them)")
+        iso = sandbox.detect(isolation)
+        if iso.mode == "none":
+            sandbox.become_subreaper()
+        registry.load()
+        by_part = {p: [c for c in registry.CHECKS.values() if c.part == p] for p in parts}
+        g = Grading(sub, iso, time_limit, memory_mb, deadline, package, out)
         with ThreadPoolExecutor(max(1, jobs)) as pool:
-            done = list(pool.map(one, parts))
-    except Exception:                                  # noqa: BLE001 - results.json regardless
-        return _write(_failed_everything(parts, "the autograder failed:\n" + traceback.format_exc(), t0), out)
-    tests, lines = [], []
-    for p, ts, secs in done:
-        tests += ts
-        got, full = sum(t["score"] for t in ts), sum(t["max_score"] for t in ts)
-        lines.append(f"{p:10s} {got:6.2f} / {full:5.2f}   ({secs:.1f} s)")
-    score = round(sum(t["score"] for t in tests), 2)
-    total = round(sum(t["max_score"] for t in tests), 2)
-    result = {"score": score, "execution_time": round(time.perf_counter() - t0, 2),
-              "output": "\n".join(lines + [f"{'total':10s} {score:6.2f} / {total:5.2f}"]),
-              "visibility": "visible", "stdout_visibility": "hidden", "tests": tests}
+            done = list(pool.map(lambda p: (p, *grade_part(g, p, by_part[p])), parts))
+        notes.append("isolation: " + iso.describe())
+        if g.readable:
+            notes.append("WARNING: a part's process could read or write " + ", ".join(sorted(g.readable)) +
+                         " (INSTRUCTORS.md: make them root-only, or grade where unshare works)")
+        result = assemble(done, t0, notes)
+        result = feedback.redact_result(result, feedback.redactor(parts, package))
+    except Exception as e:                              # noqa: BLE001 - results.json regardless
+        traceback.print_exc()
+        reason = (f"the submission could not be read: {e}" if isinstance(e, (OSError, ValueError)) else
+                  f"the autograder failed ({type(e).__name__}); please tell your instructor")
+        result = failed_everything(parts if isinstance(parts, tuple) else ORDER, reason, t0)
     if not quiet:
         print(result["output"])
-    return _write(result, out)
+    return write(result, out)
 
 
-def _failed_everything(parts, message, t0):
-    tests = []
-    for p in parts:
-        tests.append({"name": f"{p}: {PARTS[p][1]}", "number": f"{ORDER.index(p) + 1}",
-                      "score": 0.0, "max_score": float(PARTS[p][0]), "status": "failed",
-                      "output": message, "visibility": VISIBLE})
-    return {"score": 0.0, "execution_time": round(time.perf_counter() - t0, 2), "output": message,
+def assemble(done, t0, notes):
+    tests, lines = [], []
+    for part, results, secs in done:
+        shares = feedback.points(PARTS[part][0], [c.weight for c, _, _ in results])
+        got = 0.0
+        for n, ((c, ok, output), share) in enumerate(zip(results, shares), 1):
+            got += share if ok else 0.0
+            tests.append({"name": f"{part}: {c.title}", "number": f"{ORDER.index(part) + 1}.{n}",
+                          "score": share if ok else 0.0, "max_score": share,
+                          "status": "passed" if ok else "failed", "output": output,
+                          "visibility": HIDDEN if c.hidden else VISIBLE})
+        lines.append(f"{part:12s} {got:6.2f} / {PARTS[part][0]:3d}   ({secs:.1f} s)")
+    score = sum(t["score"] for t in tests)
+    total = sum(t["max_score"] for t in tests)
+    return {"score": score, "execution_time": round(time.monotonic() - t0, 2),
+            "output": "\n".join(lines + [f"{'total':12s} {score:6.2f} / {total:3g}"] + notes),
             "visibility": "visible", "stdout_visibility": "hidden", "tests": tests}
 
 
-def _write(result, out):
+def failed_everything(parts, message, t0):
+    tests = [{"name": f"{p}: {PARTS[p][1]}", "number": f"{ORDER.index(p) + 1}", "score": 0.0,
+              "max_score": float(PARTS[p][0]), "status": "failed", "output": message, "visibility": VISIBLE}
+             for p in parts]
+    return {"score": 0.0, "execution_time": round(time.monotonic() - t0, 2), "output": message,
+            "visibility": "visible", "stdout_visibility": "hidden", "tests": tests}
+
+
+def write(result, out):
+    """results.json, written once: a new file in the folder, then renamed over the old."""
     if out:
         out = Path(out)
         out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(out.name + ".part")
-        tmp.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+        fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=".results-", suffix=".json")
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(json.dumps(result, indent=1) + "\n")
+        os.chmod(tmp, 0o644)
         os.replace(tmp, out)
     return result
-

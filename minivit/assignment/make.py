@@ -10,8 +10,8 @@ OUT_DIR receives
     lessons/          the lessons' exercise edition (minivit/lessons/edition.py, as `python -m
                       minivit.lessons exercises` writes it) and their checkpoint, if the
                       source has lessons
-    pyproject.toml    so that `pip install -e .` works in the copy
-    README.md         what to write, where, and how to test it
+    pyproject.toml    so that `pip install -e ".[test,lessons]"` works in the copy
+    README.md         what to write and where; set-up, data, lessons, tests, submitting
     assignment.json   the parts and their points (the grader's default selection)
 
 Before it returns, make reads every file it wrote and fails if one contains a line that
@@ -29,10 +29,12 @@ PACKAGE = Path(__file__).resolve().parent.parent          # the solution: minivi
 # left out of the copy: the fast kernels (the answers, written for speed), the PyTorch
 # twin of the model and the fast ops' benchmark (which imports minivit.fast)
 EXCLUDE = ("fast", "torch_ref.py", "bench_ops.py")
-# of minivit/assignment/ only these go to students: the registry and the public checks
-ASSIGNMENT_SHIPPED = ("parts.py", "checks.py", "public.py")
+# of minivit/assignment/ only these go to students: the registry, the public checks and
+# their glue; of the rest, the hidden checks and the diagnoses (wrong variants of the
+# solution) are secret, the grader's machinery is not but stays with the grader
+ASSIGNMENT_SHIPPED = ("parts.py", "checks.py", "public.py", "public_model.py", "drivers.py")
 ASSIGNMENT_DIR = "assignment"
-HIDDEN = ("hidden.py",)
+HIDDEN = ("hidden.py", "diagnoses.py")
 
 PYPROJECT = """\
 [build-system]
@@ -48,6 +50,9 @@ dependencies = ["numpy>=1.23", "threadpoolctl>=3.1", "tqdm>=4.60"]
 
 [project.optional-dependencies]
 test = ["pytest>=7"]
+plot = ["matplotlib>=3.5"]
+# opening the lessons: jupyter lab lessons/
+lessons = ["jupyterlab>=4", "matplotlib>=3.5", "ipykernel>=6", "ipywidgets>=8"]
 
 [tool.setuptools.packages.find]
 include = ["minivit*"]
@@ -163,7 +168,8 @@ def make(out_dir, parts=None, package=PACKAGE):
         from ..lessons.edition import write_exercises
         written += write_exercises(out / "lessons", lessons, checkpoints=True)
 
-    for name, text in (("pyproject.toml", PYPROJECT), ("README.md", readme(parts, by_part, regions)),
+    for name, text in (("pyproject.toml", PYPROJECT),
+                       ("README.md", readme(parts, by_part, regions, lessons is not None)),
                        ("assignment.json", json.dumps(manifest(parts), indent=2) + "\n")):
         (out / name).write_text(text, encoding="utf-8")
         written.append(out / name)
@@ -179,7 +185,7 @@ def manifest(parts):
             "total": sum(PARTS[p][0] for p in parts)}
 
 
-def readme(parts, by_part, regions):
+def readme(parts, by_part, regions, with_lessons=False):
     hints = {}
     for rel, rs in regions.items():
         for r in rs:
@@ -191,15 +197,35 @@ def readme(parts, by_part, regions):
              "    raise NotImplementedError(...)", "    ### END YOUR CODE", "```", "",
              "Replace the `raise` line with your code, **between the two marker lines**, and keep",
              "the markers: the grader takes exactly what is between them, so a helper function or an",
-             "import you need goes there too. Everything outside the markers is given and runs as it",
+             "import you need goes there too, inside the function (indented like the markers: code",
+             "outside the function is refused). Everything outside the markers is given and runs as it",
              "is; the model runs on the reference kernels of `minivit/ops/` (yours).", "",
-             "```bash", "python -m venv .venv && . .venv/bin/activate", 'pip install -e ".[test]"',
-             "python -m pytest tests/                 # the public checks of every part",
-             "python -m pytest tests/test_linear.py   # one part", "```", "",
-             "The grader runs these public checks and hidden ones (your outputs against reference",
-             "values on fixed inputs), each part on top of the reference solution of every other part,",
-             "so a bug in one part costs points there only. Warnings printed on stderr cost nothing.", "",
-             "| part | points | where |", "|---|---|---|"]
+             "## Set up", "",
+             "```bash", "python -m venv .venv && . .venv/bin/activate",
+             'pip install -e ".[test]"' + ('              # add ",lessons" for the notebooks' if with_lessons else ""),
+             "```", "",
+             "## Test", "",
+             "```bash", "python -m pytest tests/                 # the public checks of every part",
+             f"python -m pytest tests/test_{parts[0]}.py   # one part", "```", "",
+             "Each check says what is wrong: which output, where, and by how much. The grader runs these",
+             "public checks and hidden ones (your outputs against reference values on fixed inputs, with",
+             "a diagnosis of common mistakes), each part on top of the reference solution of the others,",
+             "so a bug in one part costs points there only. What your code prints costs nothing (the",
+             "grader does not show it to anyone).", ""]
+    if with_lessons:
+        lines += ["## Data and lessons", "",
+                  "The lessons (`lessons/*.ipynb`) use CIFAR-10: on first use `minivit.data.load_cifar10`",
+                  "downloads it (163 MB, checked against its md5) into `~/.cache/minivit`; set `MINIVIT_DATA`",
+                  "to a folder holding `cifar-10-python.tar.gz` to use a copy you have. Lessons 6 and 7 load",
+                  "the trained model in `lessons/checkpoints/`.", "",
+                  "```bash", 'pip install -e ".[test,lessons]"', "jupyter lab lessons/", "```", "",
+                  "Where a lesson calls code of a part you have not written yet, that cell raises",
+                  "`NotImplementedError` naming the part: write the part, then run the lesson again.", ""]
+    lines += ["## Submit", "",
+              "Upload your `minivit` folder (zipped or not), or just the files you edited: the grader",
+              "finds each file by its path (e.g. `minivit/ops/linear.py`) and reads only the text between",
+              "your markers.", "",
+              "| part | points | where |", "|---|---|---|"]
     for p in parts:
         where = ", ".join(f"`{f}` ({fn})" if fn else f"`{f}`" for f, fn in by_part[p])
         lines.append(f"| {p} | {PARTS[p][0]} | {where} |")

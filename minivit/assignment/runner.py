@@ -1,123 +1,338 @@
-"""The grading subprocess: runs the checks of one part in a tree that holds the solution
-with only that part's regions replaced by the student's.
+"""The part's process: it runs the student's code on the grader's requests and decides nothing.
 
-Started by the grader as
+The grader (grader.py) copies this file into the part's folder and starts it as
 
-    python -c BOOT TREE PART OUTDIR MEMORY_BYTES TIME_LIMIT
+    python -I -S runner.py SETUP_JSON
 
-BOOT (below) sets the resource limits, drops import hooks of an editable install (they
-would supply the solution's modules), puts TREE first on sys.path and runs this file.
-This file imports nothing of minivit at module level: importing the package is the first
-thing that can fail on student code, and that failure is reported, not raised.
+(under `unshare` for new mount, PID and network namespaces where that works). Before any
+student code exists in this process it, in order: builds a minimal root filesystem and
+chroots into it (when asked: namespaces only), sets its resource limits, drops to the
+unprivileged uid it was given (as root), and puts the part's tree first on sys.path. Then
+it answers requests, one at a time, on its standard input:
 
-It writes OUTDIR/results.jsonl, one JSON object a line, flushed as it goes, so whatever
-ran before a crash or a time-out is known:  {"event": "start", "id": ...} before each
-check, {"event": "done", "id", "status", "output", "seconds"} after; and for a "values"
-check OUTDIR/<id>.npz (+ <id>.json for values that are not arrays), which the grader
-compares with the reference in its own process.
+    {"id": n, "fn": "minivit.ops.linear:linear_forward", "args": [...], "kwargs": {...},
+     "keep": true, "release": [handle ids]}
+
+by calling the function and writing one reply on the reply pipe (fd `reply_fd`):
+
+    {"id": n, "ok": true, "value": <encoded>}    or
+    {"id": n, "ok": false, "error": {"type", "message", "frames": [[file, line, function]]}}
+
+Values are encoded as JSON (None, booleans, numbers, short strings; {"t": [...]} a tuple,
+{"l": [...]} a list, {"d": {...}} a dict with string keys, {"a": i} the i-th array of the
+message, {"o": type name} any other object; from the grader also {"g": seed}, a NumPy
+random generator) followed by the arrays in .npy format (no
+pickle). With "keep", the result stays here under a handle, and every tuple, list, dict
+and other object in it carries its path {"r": [handle, i, ...]}, so the grader can pass it
+back (a cache, a model) by reference. Nothing in this file judges a value: a reply can at
+most be a wrong answer. This file imports only the standard library (and NumPy to
+encode arrays), so a broken or hostile student module cannot stop it from starting.
 """
+import io
 import json
 import os
+import struct
 import sys
 import time
 import traceback
 
-BOOT = r"""
-import os, resource, sys
-tree, part, outdir, mem, limit = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
-def cap(kind, value):
-    try:
-        resource.setrlimit(kind, (value, value))
-    except (ValueError, OSError):
-        soft, hard = resource.getrlimit(kind)
-        resource.setrlimit(kind, (min(value, hard) if hard != resource.RLIM_INFINITY else value, hard))
-if mem > 0:
-    cap(resource.RLIMIT_AS, mem)
-cap(resource.RLIMIT_CPU, limit + 10)
-cap(resource.RLIMIT_CORE, 0)
-cap(resource.RLIMIT_FSIZE, 256 << 20)
-sys.meta_path[:] = [f for f in sys.meta_path if "editable" not in repr(f).lower()]
-sys.path[:] = [tree] + [p for p in sys.path if p not in ("", ".", tree)]
-sys.dont_write_bytecode = True
-sys.argv = [os.path.join(tree, "minivit", "assignment", "runner.py"), part, outdir]
-import runpy
-runpy.run_path(sys.argv[0], run_name="__main__")
-"""
-
-MAX_OUTPUT = 4000
+MAGIC = b"MVR1"
+MAX_HEADER = 4 << 20          # bytes of JSON in one message
+MAX_ARRAYS = 4096             # arrays in one message
+MAX_DEPTH = 12                # nesting of tuples, lists and dicts sent back
+MAX_NODES = 50_000
+MAX_TEXT = 2000               # characters of a string or an exception message sent back
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REMOUNT, MS_BIND, MS_REC = 1, 2, 4, 8, 32, 4096, 16384
 
 
-def _tail(text, limit=MAX_OUTPUT):
-    return text if len(text) <= limit else "...\n" + text[-limit:]
+class ProtocolError(Exception):
+    pass
 
 
-def _traceback():
-    return _tail(traceback.format_exc())
-
-
-def save_values(values, outdir, cid):
-    """Write a "values" result: arrays into <id>.npz, the rest described in <id>.json."""
+# --- messages: a header line of JSON, then the arrays (.npy) -----------------------------
+def encode_message(header, arrays=(), max_bytes=None):
+    """The bytes of {header} + arrays. Raises ValueError past max_bytes."""
     import numpy as np
-    if not isinstance(values, dict):
-        raise TypeError(f"the check returned {type(values).__name__}, not a dict")
-    arrays, meta = {}, {"keys": [], "none": [], "bad": {}}
-    for i, (k, v) in enumerate(values.items()):
-        meta["keys"].append(k)
-        if v is None:
-            meta["none"].append(k)
-            continue
-        try:
-            a = np.asarray(v)
-        except Exception as e:                     # noqa: BLE001 - the student's object
-            meta["bad"][k] = f"not an array: {type(v).__name__} ({e})"
-            continue
-        if a.dtype.kind not in "biufc":
-            meta["bad"][k] = f"not a numeric array: {type(v).__name__} of dtype {a.dtype}"
-            continue
-        arrays[f"a{i}"] = a
-    np.savez(os.path.join(outdir, cid + ".npz"), **arrays)
-    with open(os.path.join(outdir, cid + ".json"), "w") as f:
-        json.dump(meta, f)
+    blobs = []
+    for a in arrays:
+        buf = io.BytesIO()
+        np.lib.format.write_array(buf, np.asarray(a), allow_pickle=False)
+        blobs.append(buf.getvalue())
+    head = json.dumps(dict(header, sizes=[len(b) for b in blobs])).encode()
+    total = len(head) + sum(map(len, blobs))
+    if max_bytes is not None and total > max_bytes:
+        raise ValueError(f"{total / 1e6:.1f} MB to send, more than the limit of {max_bytes / 1e6:.0f} MB")
+    return MAGIC + struct.pack("<I", len(head)) + head + b"".join(blobs)
 
 
-def main(part, outdir):
-    log = open(os.path.join(outdir, "results.jsonl"), "a", buffering=1)
+def write_message(fd, header, arrays=(), max_bytes=None):
+    view = memoryview(encode_message(header, arrays, max_bytes))
+    while view:
+        view = view[os.write(fd, view):]
 
-    def emit(**kw):
-        log.write(json.dumps(kw) + "\n")
-        log.flush()
 
-    emit(event="begin", part=part)
-    tree = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+def read_exact(read, n):
+    """n bytes from read(k) (which returns at most k bytes, b"" at the end)."""
+    chunks, left = [], n
+    while left:
+        b = read(min(left, 1 << 20))
+        if not b:
+            raise ProtocolError("the other side closed the channel")
+        chunks.append(b)
+        left -= len(b)
+    return b"".join(chunks)
+
+
+def read_message(read, max_bytes):
+    """(header, [arrays]) from read(k); every length checked against max_bytes before
+    anything is allocated, arrays parsed with allow_pickle=False, numeric dtypes only."""
+    import numpy as np
+    if read_exact(read, 4) != MAGIC:
+        raise ProtocolError("not a message (bad magic)")
+    (n,) = struct.unpack("<I", read_exact(read, 4))
+    if n > min(MAX_HEADER, max_bytes):
+        raise ProtocolError(f"a message header of {n} bytes")
+    header = json.loads(read_exact(read, n))
+    sizes = header.get("sizes") if isinstance(header, dict) else None
+    if not (isinstance(sizes, list) and len(sizes) <= MAX_ARRAYS
+            and all(isinstance(s, int) and s >= 0 for s in sizes) and n + sum(sizes) <= max_bytes):
+        raise ProtocolError("a message with bad or too large array sizes")
+    arrays = []
+    for s in sizes:
+        a = np.load(io.BytesIO(read_exact(read, s)), allow_pickle=False)
+        if a.dtype.kind not in "biufc" or a.dtype.hasobject:
+            raise ProtocolError(f"an array of dtype {a.dtype}")
+        arrays.append(a)
+    return header, arrays
+
+
+# --- values ---------------------------------------------------------------------------
+def encode(value, arrays, path=None, depth=0, count=None):
+    """The JSON form of `value` (arrays appended to `arrays`). path: where `value` sits in
+    a kept result, for references; None: not kept."""
+    import numpy as np
+    count = count if count is not None else [0]
+    count[0] += 1
+    if count[0] > MAX_NODES:
+        raise ValueError(f"more than {MAX_NODES} values in one result")
+    ref = {} if path is None else {"r": list(path)}
+    if value is None or isinstance(value, (bool, int, float)) and not isinstance(value, np.generic):
+        if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 1 << 63:
+            return {"o": "int (too large)"}
+        return value
+    if isinstance(value, str):
+        return value[:MAX_TEXT]
+    if isinstance(value, (np.ndarray, np.generic)) and value.dtype.kind in "biufc" and not value.dtype.hasobject:
+        arrays.append(np.asarray(value))
+        return {"a": len(arrays) - 1, **({"scalar": True} if isinstance(value, np.generic) else {})}
+    if depth < MAX_DEPTH and isinstance(value, (tuple, list)) and type(value) in (tuple, list):
+        items = [encode(v, arrays, None if path is None else path + [i], depth + 1, count)
+                 for i, v in enumerate(value)]
+        return {"t" if isinstance(value, tuple) else "l": items, **ref}
+    if depth < MAX_DEPTH and type(value) is dict and all(type(k) is str for k in value):
+        return {"d": {k[:200]: encode(v, arrays, None if path is None else path + [k], depth + 1, count)
+                      for k, v in value.items()}, **ref}
+    return {"o": type(value).__name__[:60], **ref}
+
+
+def decode(node, arrays, handles):
+    """A request's argument: JSON values, arrays, tuples/lists/dicts, references to kept
+    results ({"r": [handle, *path]}) and random generators ({"g": seed})."""
+    if not isinstance(node, dict):
+        return node
+    if "a" in node:
+        a = arrays[node["a"]]
+        return a[()] if node.get("scalar") else a
+    if "r" in node:
+        hid, *path = node["r"]
+        value = HANDLES[hid]
+        for step in path:
+            value = value[step]
+        return value
+    if "t" in node:
+        return tuple(decode(v, arrays, handles) for v in node["t"])
+    if "l" in node:
+        return [decode(v, arrays, handles) for v in node["l"]]
+    if "d" in node:
+        return {k: decode(v, arrays, handles) for k, v in node["d"].items()}
+    if "g" in node:
+        import numpy as np
+        return np.random.default_rng(node["g"])
+    raise ProtocolError(f"cannot decode {sorted(node)}")
+
+
+HANDLES = {}
+
+
+def call(request, arrays, tree):
+    import importlib
+    module, _, qualname = request["fn"].partition(":")
+    if not module.startswith("minivit."):
+        raise ProtocolError(f"not a minivit function: {request['fn']}")
+    fn = importlib.import_module(module)
+    for name in qualname.split("."):
+        fn = getattr(fn, name)
+    args = [decode(a, arrays, HANDLES) for a in request.get("args", [])]
+    kwargs = {k: decode(v, arrays, HANDLES) for k, v in request.get("kwargs", {}).items()}
+    return fn(*args, **kwargs)
+
+
+def describe_error(exc, tree):
+    """The exception's type, a capped message, and the frames of files in the tree (the
+    grader keeps those inside the student's own lines)."""
+    frames = [[f.filename[len(tree) + 1:], f.lineno, f.name]
+              for f in traceback.extract_tb(exc.__traceback__)
+              if f.filename.startswith(tree + os.sep)]
+    if isinstance(exc, SyntaxError) and exc.filename and str(exc.filename).startswith(tree + os.sep):
+        frames.append([exc.filename[len(tree) + 1:], exc.lineno or 0, "<module>"])
     try:
-        import minivit
-        from minivit.assignment import checks
-        checks.load()
-        here = os.path.dirname(os.path.abspath(minivit.__file__))
-        if os.path.dirname(here) != tree:
-            raise RuntimeError(f"minivit was imported from {here}, not from the grading tree {tree}")
-    except BaseException:                          # noqa: BLE001 - report, never raise
-        emit(event="import_error", output="importing minivit failed:\n" + _traceback())
-        return
-    for c in checks.checks_for(part):
-        emit(event="start", id=c.id)
-        t0 = time.perf_counter()
+        message = str(exc)[:MAX_TEXT]
+    except Exception:                                   # noqa: BLE001 - a hostile __str__
+        message = "(the message could not be shown)"
+    return {"type": type(exc).__name__[:60], "message": message, "frames": frames[-20:]}
+
+
+def serve(tree, reply_fd, max_reply):
+    stdin = sys.stdin.buffer.raw if hasattr(sys.stdin.buffer, "raw") else sys.stdin.buffer
+    read = stdin.read
+    while True:
         try:
-            result = c.func()
-            if c.kind == "values":
-                save_values(result, outdir, c.id)
-                output = ""
-            else:
-                output = "" if result is None else str(result)
-            status = "passed"
-        except MemoryError:
-            status, output = "failed", "MemoryError: the part's memory limit was reached\n" + _traceback()
-        except BaseException:                      # noqa: BLE001 - SystemExit too
-            status, output = "failed", _traceback()
-        emit(event="done", id=c.id, status=status, output=_tail(output),
-             seconds=round(time.perf_counter() - t0, 3))
-    emit(event="end")
+            request, arrays = read_message(read, 1 << 40)
+        except ProtocolError:
+            return
+        for hid in request.get("release", []):
+            HANDLES.pop(hid, None)
+        rid, t0 = request["id"], time.perf_counter()
+        try:
+            result = call(request, arrays, tree)
+            out = []
+            keep = request.get("keep", False)
+            if keep:
+                HANDLES[rid] = result
+            reply = {"id": rid, "ok": True, "value": encode(result, out, [rid] if keep else None)}
+            reply["seconds"] = time.perf_counter() - t0
+            write_message(reply_fd, reply, out, max_reply)
+        except BaseException as exc:                    # noqa: BLE001 - SystemExit too: report it
+            reply = {"id": rid, "ok": False, "error": describe_error(exc, tree),
+                     "seconds": time.perf_counter() - t0}
+            write_message(reply_fd, reply)
+
+
+# --- before any student code: jail, limits, privileges ----------------------------------
+def _libc():
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+    libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
+    return libc, ctypes
+
+
+def _mount(src, target, fstype, flags, data=None):
+    libc, ctypes = _libc()
+    enc = (lambda s: None if s is None else s.encode())
+    if libc.mount(enc(src), enc(target), enc(fstype), flags, enc(data)) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"mount {src} on {target}: {os.strerror(err)}")
+
+
+def enter_jail(jail):
+    """A root filesystem of its own: an empty tmpfs with read-only binds of the system's
+    folders, the Python installation and the part's tree, a small writable tmpfs for home,
+    a few /dev nodes and the new PID namespace's /proc; every path in jail["hide"] (inside
+    a bound folder) is covered. Needs root in a new mount namespace (unshare --mount)."""
+    new = jail["root"]
+    _mount("tmpfs", new, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=4m")
+    for src in jail["ro"]:
+        dst = new + src
+        if os.path.islink(src):
+            os.makedirs(os.path.dirname(dst), exist_ok=True)
+            os.symlink(os.readlink(src), dst)
+            continue
+        if not os.path.exists(src):
+            continue
+        os.makedirs(dst, exist_ok=True)
+        _mount(src, dst, None, MS_BIND | MS_REC)
+        _mount(None, dst, None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
+    # the only writable place: a small tmpfs of the part's user, gone with the namespace
+    home, uid = new + jail["home"], jail["uid"]
+    os.makedirs(home, exist_ok=True)
+    _mount("tmpfs", home, "tmpfs", MS_NOSUID | MS_NODEV,
+           f"mode=0700,size={jail['home_mb']}m" + (f",uid={uid},gid={uid}" if uid is not None else ""))
+    for hidden in jail["hide"]:
+        if os.path.isdir(new + hidden):
+            _mount("tmpfs", new + hidden, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY, "mode=0,size=4k")
+        elif os.path.exists(new + hidden):
+            _mount("/dev/null", new + hidden, None, MS_BIND)
+    os.makedirs(new + "/dev", exist_ok=True)
+    for name in ("null", "zero", "random", "urandom"):
+        open(new + "/dev/" + name, "a").close()
+        _mount("/dev/" + name, new + "/dev/" + name, None, MS_BIND)
+    os.makedirs(new + "/proc", exist_ok=True)
+    _mount("proc", new + "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    _mount(None, new, None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
+    os.chroot(new)
+    os.chdir("/")
+
+
+def set_limits(limits):
+    import resource
+    for name, value in limits.items():
+        kind = getattr(resource, name)
+        soft, hard = resource.getrlimit(kind)
+        if hard != resource.RLIM_INFINITY:
+            value = min(value, hard)
+        resource.setrlimit(kind, (value, value))
+
+
+def drop_privileges(uid):
+    libc, _ = _libc()
+    os.setgroups([])
+    os.setresgid(uid, uid, uid)
+    os.setresuid(uid, uid, uid)
+    libc.prctl(38, 1, 0, 0, 0)                          # PR_SET_NO_NEW_PRIVS: no setuid programs
+    try:
+        os.setuid(0)
+    except PermissionError:
+        return
+    raise SystemExit("could not drop root privileges")
+
+
+def be_init(child):
+    """PID 1 of the part's namespace: reap every orphan; exit as the part's process did
+    (128 + the signal that killed it), which ends the namespace and all that is left in it.
+    (As PID 1 the part's process itself would be deaf to signals it sends itself.)"""
+    while True:
+        pid, status = os.wait()
+        if pid == child:
+            os._exit(128 + os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status))
+
+
+def main(setup):
+    if setup.get("jail"):
+        enter_jail(setup["jail"])
+        if os.getpid() == 1:
+            child = os.fork()
+            if child:
+                be_init(child)
+    set_limits(setup["limits"])
+    if setup.get("uid") is not None:
+        drop_privileges(setup["uid"])
+    home, tree = setup["home"], setup["tree"]
+    os.environ.clear()
+    os.environ.update(HOME=home, TMPDIR=home, PATH="/usr/bin:/bin", LANG="C.UTF-8",
+                      OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1",
+                      MINIVIT_NUM_THREADS="1", MINIVIT_DEVICE="cpu", PYTHONHASHSEED="0")
+    os.chdir(home)
+    sys.path[:] = [tree] + setup["paths"] + [p for p in sys.path if p and p not in setup["paths"]]
+    sys.dont_write_bytecode = True
+    reply_fd = setup["reply_fd"]
+    import numpy                                        # noqa: F401 - before saying "ready"
+    readable = [p for p in setup.get("probe", []) if os.access(p, os.R_OK)]
+    writable = [p for p in setup.get("probe_write", []) if os.access(p, os.W_OK)]
+    write_message(reply_fd, {"id": 0, "ok": True, "ready": True, "uid": os.getuid(),
+                             "readable": readable, "writable": writable})
+    serve(tree, reply_fd, setup["max_reply"])
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2])
+    main(json.loads(sys.argv[1]))

@@ -19,6 +19,7 @@ from .linear import linear_backward, linear_forward
 from .loss import cross_entropy_backward, cross_entropy_forward
 from .mlp import mlp_backward, mlp_forward
 from .patch import patchify_backward, patchify_forward, unpatchify
+from .patch_embed import patch_embed_backward, patch_embed_forward
 from .pool import pool_backward, pool_forward
 from .sdpa import sdpa_backward, sdpa_forward
 from .softmax import softmax_backward, softmax_forward
