@@ -217,14 +217,18 @@ def reap_orphans(rounds=50):
 
 
 def make_part_dir(uid):
-    """A folder for one part: tree/ (root's, read-only to the part), home/ (the part's) and
-    root/ (the mount point of its filesystem in namespace mode)."""
+    """A folder for one part, which only the part's user may enter: tree/ (root's, read-only
+    to the part), home/ (the part's) and root/ (the mount point of its filesystem in
+    namespace mode)."""
     d = Path(tempfile.mkdtemp(prefix="minivit-part-"))
-    d.chmod(0o711)
     (d / "tree").mkdir(mode=0o755)
     (d / "home").mkdir(mode=0o700)
     (d / "root").mkdir(mode=0o755)
-    if uid is not None:
+    if uid is None:
+        d.chmod(0o755)
+    else:                       # the part's user alone (its group) may enter: not another part's
+        os.chown(d, 0, uid)
+        d.chmod(0o750)
         os.chown(d / "home", uid, uid)
     return d
 
