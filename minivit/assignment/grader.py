@@ -183,6 +183,8 @@ def grade(submission, parts=None, out="results.json", time_limit=TIME_LIMIT, mem
         iso = sandbox.detect(isolation)
         if iso.mode == "none":
             sandbox.become_subreaper()
+        if iso.mode == "user" and sandbox.python_unreachable():
+            raise RuntimeError(sandbox.python_unreachable())
         registry.load()
         by_part = {p: [c for c in registry.CHECKS.values() if c.part == p] for p in parts}
         g = Grading(sub, iso, time_limit, memory_mb, deadline, package, out)
@@ -198,6 +200,9 @@ def grade(submission, parts=None, out="results.json", time_limit=TIME_LIMIT, mem
         traceback.print_exc()
         reason = (f"the submission could not be read: {e}" if isinstance(e, (OSError, ValueError)) else
                   f"the autograder failed ({type(e).__name__}); please tell your instructor")
+        if isinstance(e, RuntimeError):         # the detail for the instructor's log only
+            print(f"grader set-up problem: {e}")
+            reason = "the autograder is not set up right (its log says why); please tell your instructor"
         result = failed_everything(parts if isinstance(parts, tuple) else ORDER, reason, t0)
     if not quiet:
         print(result["output"])

@@ -126,6 +126,21 @@ def _python_paths():
     return site, sorted(d for d in dirs if d)
 
 
+def python_unreachable():
+    """None, or why an unprivileged user cannot run this Python (user mode: no filesystem of
+    its own): a folder on the way to the interpreter or to NumPy that others cannot enter."""
+    site, dirs = _python_paths()
+    for target in [os.path.realpath(sys.executable), site] + dirs:
+        path = Path(target)
+        for folder in [*reversed(path.parents), path]:
+            mode = folder.stat().st_mode
+            if folder.is_dir() and not mode & 0o001 or folder.is_file() and not mode & 0o005:
+                return (f"the parts' unprivileged user cannot run the grader's Python {sys.executable}: "
+                        f"{folder} is not open to other users. Install Python and NumPy where every user "
+                        f"can read them (the Gradescope setup.sh does), or grade where unshare works")
+    return None
+
+
 def _outermost(paths):
     out = []
     for p in sorted(set(paths)):
