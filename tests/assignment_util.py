@@ -2,6 +2,7 @@
 through the command line and through the Gradescope autograder, and the secret lines that
 must never reach a student."""
 import ast
+import functools
 import json
 import os
 import re
@@ -104,6 +105,11 @@ def secret_lines(parts=ORDER):
     """Lines (stripped, >= 12 characters) that exist only inside the regions of `parts`, in
     the fast kernels, the hidden checks or the diagnoses, and nowhere else in the package's
     code (a docstring does not count: one that repeated a solution line would leak it)."""
+    return set(_secret_lines(tuple(sorted(parts))))
+
+
+@functools.lru_cache(maxsize=None)
+def _secret_lines(parts):
     inside, outside = set(), set()
     for path in SOURCES:
         rel = path.relative_to(PACKAGE)
@@ -129,7 +135,7 @@ def secret_lines(parts=ORDER):
                 inside.add(ln)
             elif i not in docstrings:
                 outside.add(ln)
-    return {s for s in inside - outside if len(s) >= 12 and not s.startswith("#")}
+    return frozenset(s for s in inside - outside if len(s) >= 12 and not s.startswith("#"))
 
 
 def secrets_in(text, parts=ORDER):

@@ -7,7 +7,7 @@ import zipfile
 
 import pytest
 
-from assignment_util import PACKAGE, fresh, grade_cli, outputs, scores, secret_lines, set_region
+from assignment_util import PACKAGE, code, fresh, grade_cli, outputs, scores, secret_lines, set_region
 from minivit.assignment import feedback
 from minivit.assignment.checks import CHECKS, load
 from minivit.assignment.make import fill, marked_files
@@ -30,15 +30,10 @@ def test_a_parts_tree_holds_only_what_it_runs(empty_copy, part):
     assert not {n for n in names if "fast/" in n or n.endswith(("hidden.py", "diagnoses.py", "grader.py",
                                                                  "torch_ref.py", "public.py", "checks.py"))}
     assert "minivit/assignment/drivers.py" in names and "minivit/ops/linear.py" in names
-    lines = {feedback_norm(ln) for text in files.values() for ln in text.split("\n")}
+    lines = {code(ln) for text in files.values() for ln in text.split("\n")}
     for other in [part] + [p for p in ORDER if p != part and p not in needs(part)]:
         leaked = secret_lines([other]) & lines
         assert not leaked, (other, sorted(leaked)[:3])
-
-
-def feedback_norm(line):
-    from assignment_util import code
-    return code(line)
 
 
 def test_points_add_up_exactly_in_quarter_points():
