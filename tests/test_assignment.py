@@ -125,6 +125,15 @@ def test_student_copy_has_no_solution_no_fast_path_no_grader(tmp_path):
             assert [(r.part, r.function) for r in stu] == [(r.part, r.function) for r in sol]
     assert "lineaar" not in (copy / "README.md").read_text()
     assert json.loads((copy / "assignment.json").read_text())["total"] == 100
+    # complete: the lessons find their checkpoint, their dependencies are an extra, the README
+    # says how to set up, get the data, run the lessons, test and submit
+    assert {f"lessons/checkpoints/{p.name}" for p in (PACKAGE.parent / "lessons" / "checkpoints").glob("*.npz")} <= rels
+    assert {f"lessons/{p.name}" for p in (PACKAGE.parent / "lessons").glob("*.ipynb")} <= rels
+    assert "minivit/lessons/tools.py" in rels
+    assert 'lessons = ["jupyterlab' in (copy / "pyproject.toml").read_text()
+    readme = (copy / "README.md").read_text()
+    for section in ("## Set up", "## Test", "## Data and lessons", "## Submit", "MINIVIT_DATA", "jupyter lab lessons/"):
+        assert section in readme, section
 
 
 def test_make_refuses_a_leak_bad_markers_unknown_parts_and_a_full_folder(tmp_path):

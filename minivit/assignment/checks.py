@@ -193,7 +193,7 @@ def gradcheck(f, inputs, analytic, dout=None, tol=1e-7, num_checks=None, zero_at
             lines.append(f"  d{name}: relative error {err:.1e} (ok, tolerance {tol:.0e})")
             continue
         bad.append(name)
-        at = list(np.unravel_index(int(idx[worst]), x.shape))
+        at = [int(i) for i in np.unravel_index(int(idx[worst]), x.shape)]
         lines.append(f"  d{name}: WRONG, relative error {err:.1e} (tolerance {tol:.0e}); worst at "
                      f"{name}{at}: numerically {n[worst]:.6g}, yours {a[worst]:.6g}")
     report = "\n".join(lines)

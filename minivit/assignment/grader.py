@@ -59,17 +59,15 @@ class Grading:
             lim["RLIMIT_NPROC"] = 64        # the uid is the part's alone
         return lim
 
-    def secrets(self):
-        """Paths a part's process must not read (probed once it runs)."""
-        return [self.package / "ops" / "softmax.py", self.package / "assignment" / "hidden.py",
-                self.submission.path, Path(self.out).resolve().parent if self.out else None]
-
     def start(self, part_dir, tree, uid, deadline):
-        hide = [self.package, self.submission.path] + ([Path(self.out).resolve().parent] if self.out else [])
+        results = [Path(self.out).resolve().parent] if self.out else []
+        hide = [self.package, self.submission.path] + results
         hide += [self.package.parent] if (self.package.parent / "pyproject.toml").is_file() else []
-        proc = sandbox.PartProcess(self.isolation, part_dir, tree, self.limits(uid), hide=hide,
-                                   probe=[p for p in self.secrets() if p], uid=uid,
-                                   probe_write=[p for p in self.secrets()[2:] if p])
+        # what the part's process must not read or write, probed before any student code runs
+        secret = [self.package / "ops" / "softmax.py", self.package / "assignment" / "hidden.py",
+                  self.submission.path]
+        proc = sandbox.PartProcess(self.isolation, part_dir, tree, self.limits(uid), hide=hide, probe=secret,
+                                   probe_write=[self.submission.path] + results, uid=uid)
         try:
             ready = start_ready(proc, min(deadline, time.monotonic() + START_LIMIT))
         except (TimeLimit, PartDied) as e:

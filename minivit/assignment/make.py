@@ -61,7 +61,7 @@ include = ["minivit*"]
 testpaths = ["tests"]
 """
 
-STUDENT_INIT = '''"""Your assignment: the public checks of each part (public.py) run with
+STUDENT_INIT = '''"""Your assignment: the public checks of each part (public.py, public_model.py) run with
 
     python -m pytest tests/                 # every part
     python -m pytest tests/test_linear.py   # one part
