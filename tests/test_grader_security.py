@@ -25,7 +25,10 @@ HONEST = {"linear": PARTS_POINTS["linear"][0], "loss": 0.0}
 # --- 1. the answer on disk --------------------------------------------------------------
 # Looks wherever a copy of the solution could be within reach of the part's process: its
 # sys.path (an installed package), the working folders, command lines and environments of
-# the grading processes (/proc), the autograder's folders; execs the first solution found.
+# the grading's processes (/proc), the autograder's folders; execs the first solution found.
+# (Only the grading's own processes: on a shared development machine other processes may
+# name other checkouts of the solution, world-readable, which Gradescope's container does
+# not hold; with namespaces the part sees no other process anyway.)
 STEAL = r'''
 import os, sys
 def _steal(rel, name):
@@ -35,7 +38,7 @@ def _steal(rel, name):
             cmd = open(f"/proc/{pid}/cmdline", "rb").read().decode("utf-8", "replace")
         except OSError:
             continue
-        if not any(w in cmd for w in ("minivit", "run_autograder", "pytest")):
+        if "GRADING" not in cmd:
             continue
         roots += [a for a in cmd.split("\0") if a.startswith("/")]
         for link in ("cwd", "root"):
@@ -72,7 +75,10 @@ def _steal(rel, name):
 
 
 def steal_softmax(copy, autograder_root=""):
-    code = STEAL.replace("AUTOGRADER", str(autograder_root))
+    """The cheat in both softmax regions; the grading's processes are those naming the
+    autograder's folder, or the submission (the grade command's argument)."""
+    grading = str(autograder_root) if autograder_root else str(copy)
+    code = STEAL.replace("AUTOGRADER", str(autograder_root)).replace("GRADING", grading)
     set_region(copy, "ops/softmax.py", "softmax", code + 'return _steal("ops/softmax.py", "softmax_forward")(x, axis)',
                index=0)
     set_region(copy, "ops/softmax.py", "softmax", code + 'return _steal("ops/softmax.py", "softmax_backward")(dy, cache)',

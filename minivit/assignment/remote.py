@@ -23,7 +23,7 @@ import numpy as np
 from .checks import Local, Rng
 from .runner import ProtocolError, encode_message, read_message
 
-MAX_REPLY = 64 << 20        # bytes in one reply
+MAX_REPLY = 16 << 20        # bytes in one reply (the largest check needs < 1 MB)
 REFERENCE_LOCK = threading.RLock()
 
 
@@ -106,7 +106,10 @@ class Remote:
             raise PartDied("the part's process answered out of turn (something wrote on the grader's channel)")
         if not reply["ok"]:
             raise StudentError(reply.get("error") if isinstance(reply.get("error"), dict) else {}, name)
-        value = self._decode(reply.get("value"), arrays, rid)
+        try:
+            value = self._decode(reply.get("value"), arrays, rid)
+        except RecursionError:
+            raise PartDied("the part's process sent a reply nested too deeply") from None
         if not self.live.get(rid):                  # nothing refers to it: the part may drop it
             self.live.pop(rid, None)
             self.released.append(rid)
@@ -203,7 +206,7 @@ class Remote:
             if "closed" in str(e):
                 raise PartDied(self.proc.why_stopped()) from None
             raise PartDied(f"the part's process sent something that is not a reply ({e})") from None
-        except (ValueError, OSError) as e:
+        except (ValueError, OSError, RecursionError, MemoryError) as e:
             raise PartDied(f"the part's process sent something that is not a reply ({type(e).__name__})") from None
 
 

@@ -27,6 +27,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from .remote import MAX_REPLY
+
 SYSTEM_DIRS = ("/usr", "/lib", "/lib32", "/lib64", "/libx32", "/bin", "/sbin", "/etc")
 HOME_MB = 64
 ACTIVE = set()          # pids of the part processes running now (several with --jobs)
@@ -158,7 +160,7 @@ class PartProcess:
         reply_r, reply_w = os.pipe()
         home = str(part_dir / "home")
         setup = {"tree": str(tree), "home": home, "paths": [site], "reply_fd": reply_w, "uid": uid,
-                 "limits": limits, "max_reply": 64 << 20, "probe": [str(p) for p in probe],
+                 "limits": limits, "max_reply": MAX_REPLY, "probe": [str(p) for p in probe],
                  "probe_write": [str(p) for p in probe_write]}
         prefix = []
         if isolation.mode == "namespace":
