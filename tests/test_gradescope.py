@@ -111,3 +111,25 @@ raise NotImplementedError''', index=0)
         for pid in pids_where("Uid", uid):                # only the throwaway user's processes
             os.kill(pid, signal.SIGKILL)
         shutil.rmtree(work, ignore_errors=True)
+
+
+def test_namespaces_that_cannot_be_set_up_fall_back_to_a_fresh_user(autograder, copy, tmp_path):
+    """Where unshare works but the part's filesystem cannot be built (here: an impossible size
+    for its home), the grader grades with the fresh user alone and says so."""
+    work = Path(tempfile.mkdtemp(prefix="minivit-fallback-"))
+    try:
+        shutil.copytree(PACKAGE, work / "pkg" / "minivit", ignore=shutil.ignore_patterns("__pycache__"))
+        work.chmod(0o755)
+        code = ("import sys, minivit.assignment.sandbox as s; s.HOME_MB = -1; "
+                "from minivit.assignment.__main__ import main; sys.exit(main(sys.argv[1:]))")
+        r = subprocess.run([str(autograder.root / "venv" / "bin" / "python"), "-c", code, "grade", str(copy),
+                            "--out", str(tmp_path / "results.json"), "--parts", "linear", "softmax"],
+                           cwd=work / "pkg", env={"PATH": "/usr/bin:/bin"}, capture_output=True, text=True,
+                           timeout=300)
+        assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+        result = json.loads((tmp_path / "results.json").read_text())
+        assert scores(result)["linear"][0] == PARTS["linear"][0], outputs(result, "linear")
+        assert "could not be set up here" in r.stdout
+        assert "fresh unprivileged user (no namespaces" in result["output"]
+    finally:
+        shutil.rmtree(work, ignore_errors=True)

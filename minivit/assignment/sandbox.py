@@ -164,9 +164,12 @@ class PartProcess:
                  "probe_write": [str(p) for p in probe_write]}
         prefix = []
         if isolation.mode == "namespace":
-            ro = [d for d in SYSTEM_DIRS if os.path.lexists(d)] + py_dirs + [str(tree)]
-            setup["jail"] = {"root": str(part_dir / "root"), "ro": _outermost(ro), "home": home, "uid": uid,
-                             "home_mb": HOME_MB, "hide": sorted({str(h) for h in hide})}
+            ro = _outermost([d for d in SYSTEM_DIRS if os.path.lexists(d)] + py_dirs + [str(tree)])
+            # covered where they lie inside a bound folder; never a folder holding one (a .venv
+            # inside the instructor's checkout stays visible, the package beside it does not)
+            hide = {str(h) for h in hide if not any(r.startswith(str(h).rstrip("/") + "/") for r in ro)}
+            setup["jail"] = {"root": str(part_dir / "root"), "ro": ro, "home": home, "uid": uid,
+                             "home_mb": HOME_MB, "hide": sorted(hide)}
             prefix = [isolation.unshare, "--mount", "--pid", "--fork", "--kill-child", "--mount-proc"]
             prefix += ["--net"] if isolation.net else []
             prefix += ["--"]
