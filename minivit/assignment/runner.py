@@ -135,7 +135,7 @@ def encode(value, arrays, path=None, depth=0, count=None):
     return {"o": type(value).__name__[:60], **ref}
 
 
-def decode(node, arrays, handles):
+def decode(node, arrays):
     """A request's argument: JSON values, arrays, tuples/lists/dicts, references to kept
     results ({"r": [handle, *path]}) and random generators ({"g": seed})."""
     if not isinstance(node, dict):
@@ -150,11 +150,11 @@ def decode(node, arrays, handles):
             value = value[step]
         return value
     if "t" in node:
-        return tuple(decode(v, arrays, handles) for v in node["t"])
+        return tuple(decode(v, arrays) for v in node["t"])
     if "l" in node:
-        return [decode(v, arrays, handles) for v in node["l"]]
+        return [decode(v, arrays) for v in node["l"]]
     if "d" in node:
-        return {k: decode(v, arrays, handles) for k, v in node["d"].items()}
+        return {k: decode(v, arrays) for k, v in node["d"].items()}
     if "g" in node:
         import numpy as np
         return np.random.default_rng(node["g"])
@@ -164,7 +164,7 @@ def decode(node, arrays, handles):
 HANDLES = {}
 
 
-def call(request, arrays, tree):
+def call(request, arrays):
     import importlib
     module, _, qualname = request["fn"].partition(":")
     if not module.startswith("minivit."):
@@ -172,8 +172,8 @@ def call(request, arrays, tree):
     fn = importlib.import_module(module)
     for name in qualname.split("."):
         fn = getattr(fn, name)
-    args = [decode(a, arrays, HANDLES) for a in request.get("args", [])]
-    kwargs = {k: decode(v, arrays, HANDLES) for k, v in request.get("kwargs", {}).items()}
+    args = [decode(a, arrays) for a in request.get("args", [])]
+    kwargs = {k: decode(v, arrays) for k, v in request.get("kwargs", {}).items()}
     return fn(*args, **kwargs)
 
 
@@ -204,7 +204,7 @@ def serve(tree, reply_fd, max_reply):
             HANDLES.pop(hid, None)
         rid, t0 = request["id"], time.perf_counter()
         try:
-            result = call(request, arrays, tree)
+            result = call(request, arrays)
             out = []
             keep = request.get("keep", False)
             if keep:
