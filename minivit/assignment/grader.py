@@ -49,6 +49,7 @@ class Grading:
         self.package, self.out = Path(package), out
         self.regions = marked_files(self.package)
         self.readable = set()           # what a part's user could read that it should not
+        self.unconfined = False         # a part's process ran without its seccomp filter
 
     def limits(self, uid):
         lim = {"RLIMIT_CPU": int(self.time_limit) + 5, "RLIMIT_CORE": 0, "RLIMIT_FSIZE": 64 << 20,
@@ -80,6 +81,7 @@ class Grading:
                 return self.start(part_dir, tree, uid, deadline)
             raise PartDied(f"the part's process could not start ({status}); please tell your instructor") from None
         self.readable.update(ready.get("readable", []) + ready.get("writable", []))
+        self.unconfined |= ready.get("denied") is None
         return proc
 
 
@@ -94,7 +96,8 @@ def grade_part(g, part, checks):
     part_dir = sandbox.make_part_dir(uid)
     proc, results = None, []
     try:
-        files["runner.py"] = (g.package / "assignment" / "runner.py").read_text(encoding="utf-8")
+        for name in ("runner.py", "jail.py"):
+            files[name] = (g.package / "assignment" / name).read_text(encoding="utf-8")
         sandbox.write_tree(part_dir / "tree", files)
         for c in checks:
             if time.monotonic() >= deadline:
@@ -120,6 +123,7 @@ def grade_part(g, part, checks):
             proc.stop()
         if uid is not None:
             sandbox.kill_uid(uid)
+            sandbox.remove_files_of(uid)
         _remove(part_dir)
     return results, time.monotonic() - t0
 
@@ -191,9 +195,16 @@ def grade(submission, parts=None, out="results.json", time_limit=TIME_LIMIT, mem
         registry.load()
         by_part = {p: [c for c in registry.CHECKS.values() if c.part == p] for p in parts}
         g = Grading(sub, iso, time_limit, memory_mb, deadline, package, out)
+        if jobs > 1 and iso.mode != "namespace":
+            # without namespaces parts running side by side share the machine's writable folders
+            jobs = 1
+            notes.append("parts ran one at a time (--jobs needs namespaces: INSTRUCTORS.md)")
         with ThreadPoolExecutor(max(1, jobs)) as pool:
             done = list(pool.map(lambda p: (p, *grade_part(g, p, by_part[p])), parts))
         notes.append("isolation: " + g.isolation.describe())
+        if g.unconfined:
+            notes.append("WARNING: the parts' processes ran without their seccomp filter (this machine's "
+                          "architecture is not known to minivit/assignment/jail.py)")
         if g.readable:
             notes.append("WARNING: a part's process could read or write " + ", ".join(sorted(g.readable)) +
                          " (INSTRUCTORS.md: make them root-only, or grade where unshare works)")

@@ -1,14 +1,16 @@
 """The part's process: it runs the student's code on the grader's requests and decides nothing.
 
-The grader (grader.py) copies this file into the part's folder and starts it as
+The grader (grader.py) copies this file and jail.py into the part's folder and starts it as
 
     python -I -S runner.py SETUP_JSON
 
-(under `unshare` for new mount, PID and network namespaces where that works). Before any
-student code exists in this process it, in order: builds a minimal root filesystem and
-chroots into it (when asked: namespaces only), sets its resource limits, drops to the
-unprivileged uid it was given (as root), and puts the part's tree first on sys.path. Then
-it answers requests, one at a time, on its standard input:
+(under `unshare` for new mount, PID, IPC and network namespaces where that works). Before
+any student code exists in this process it, in order (jail.py): builds a minimal root
+filesystem and chroots into it (when asked: namespaces only), sets its resource limits,
+drops to the unprivileged uid it was given (as root), makes itself the out-of-memory
+killer's first choice and installs a seccomp filter (no sockets, System V IPC, message
+queues, keyrings, ptrace); then it puts the part's tree first on sys.path and answers
+requests, one at a time, on its standard input:
 
     {"id": n, "fn": "minivit.ops.linear:linear_forward", "args": [...], "kwargs": {...},
      "keep": true, "release": [handle ids]}
@@ -42,7 +44,6 @@ MAX_ARRAYS = 4096             # arrays in one message
 MAX_DEPTH = 12                # nesting of tuples, lists and dicts sent back
 MAX_NODES = 50_000
 MAX_TEXT = 2000               # characters of a string or an exception message sent back
-MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REMOUNT, MS_BIND, MS_REC = 1, 2, 4, 8, 32, 4096, 16384
 
 
 class ProtocolError(Exception):
@@ -218,105 +219,31 @@ def serve(tree, reply_fd, max_reply):
             write_message(reply_fd, reply)
 
 
-# --- before any student code: jail, limits, privileges ----------------------------------
-def _libc():
-    import ctypes
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
-    libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
-    return libc, ctypes
-
-
-def _mount(src, target, fstype, flags, data=None):
-    libc, ctypes = _libc()
-    enc = (lambda s: None if s is None else s.encode())
-    if libc.mount(enc(src), enc(target), enc(fstype), flags, enc(data)) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"mount {src} on {target}: {os.strerror(err)}")
-
-
-def enter_jail(jail):
-    """A root filesystem of its own: an empty tmpfs with read-only binds of the system's
-    folders, the Python installation and the part's tree, a small writable tmpfs for home,
-    a few /dev nodes and the new PID namespace's /proc; every path in jail["hide"] (inside
-    a bound folder) is covered. Needs root in a new mount namespace (unshare --mount)."""
-    new = jail["root"]
-    _mount("tmpfs", new, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=4m")
-    for src in jail["ro"]:
-        dst = new + src
-        if os.path.islink(src):
-            os.makedirs(os.path.dirname(dst), exist_ok=True)
-            os.symlink(os.readlink(src), dst)
-            continue
-        if not os.path.exists(src):
-            continue
-        os.makedirs(dst, exist_ok=True)
-        _mount(src, dst, None, MS_BIND | MS_REC)
-        _mount(None, dst, None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
-    # the only writable place: a small tmpfs of the part's user, gone with the namespace
-    home, uid = new + jail["home"], jail["uid"]
-    os.makedirs(home, exist_ok=True)
-    _mount("tmpfs", home, "tmpfs", MS_NOSUID | MS_NODEV,
-           f"mode=0700,size={jail['home_mb']}m" + (f",uid={uid},gid={uid}" if uid is not None else ""))
-    for hidden in jail["hide"]:
-        if os.path.isdir(new + hidden):
-            _mount("tmpfs", new + hidden, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY, "mode=0,size=4k")
-        elif os.path.exists(new + hidden):
-            _mount("/dev/null", new + hidden, None, MS_BIND)
-    os.makedirs(new + "/dev", exist_ok=True)
-    for name in ("null", "zero", "random", "urandom"):
-        open(new + "/dev/" + name, "a").close()
-        _mount("/dev/" + name, new + "/dev/" + name, None, MS_BIND)
-    os.makedirs(new + "/proc", exist_ok=True)
-    _mount("proc", new + "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
-    _mount(None, new, None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
-    os.chroot(new)
-    os.chdir("/")
-
-
-def set_limits(limits):
-    import resource
-    for name, value in limits.items():
-        kind = getattr(resource, name)
-        soft, hard = resource.getrlimit(kind)
-        if hard != resource.RLIM_INFINITY:
-            value = min(value, hard)
-        resource.setrlimit(kind, (value, value))
-
-
-def drop_privileges(uid):
-    libc, _ = _libc()
-    os.setgroups([])
-    os.setresgid(uid, uid, uid)
-    os.setresuid(uid, uid, uid)
-    libc.prctl(38, 1, 0, 0, 0)                          # PR_SET_NO_NEW_PRIVS: no setuid programs
-    try:
-        os.setuid(0)
-    except PermissionError:
-        return
-    raise SystemExit("could not drop root privileges")
-
-
-def be_init(child):
-    """PID 1 of the part's namespace: reap every orphan; exit as the part's process did
-    (128 + the signal that killed it), which ends the namespace and all that is left in it.
-    (As PID 1 the part's process itself would be deaf to signals it sends itself.)"""
-    while True:
-        pid, status = os.wait()
-        if pid == child:
-            os._exit(128 + os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status))
+def load_jail():
+    """jail.py, beside this file in the part's folder (the script's folder is not on sys.path
+    under -I, and the student's tree must not be searched for it)."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("minivit_jail", os.path.join(os.path.dirname(__file__), "jail.py"))
+    jail = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(jail)
+    return jail
 
 
 def main(setup):
+    jail = load_jail()
     if setup.get("jail"):
-        enter_jail(setup["jail"])
+        jail.enter_jail(setup["jail"])
         if os.getpid() == 1:
             child = os.fork()
             if child:
-                be_init(child)
-    set_limits(setup["limits"])
+                jail.be_init(child)
+    jail.set_limits(setup["limits"])
+    jail.first_to_go()
     if setup.get("uid") is not None:
-        drop_privileges(setup["uid"])
+        jail.drop_privileges(setup["uid"])
+    else:
+        jail.no_new_privileges()
+    denied = jail.deny_syscalls()
     home, tree = setup["home"], setup["tree"]
     os.environ.clear()
     os.environ.update(HOME=home, TMPDIR=home, PATH="/usr/bin:/bin", LANG="C.UTF-8",
@@ -329,7 +256,7 @@ def main(setup):
     import numpy                                        # noqa: F401 - before saying "ready"
     readable = [p for p in setup.get("probe", []) if os.access(p, os.R_OK)]
     writable = [p for p in setup.get("probe_write", []) if os.access(p, os.W_OK)]
-    write_message(reply_fd, {"id": 0, "ok": True, "ready": True, "uid": os.getuid(),
+    write_message(reply_fd, {"id": 0, "ok": True, "ready": True, "uid": os.getuid(), "denied": denied,
                              "readable": readable, "writable": writable})
     serve(tree, reply_fd, setup["max_reply"])
 

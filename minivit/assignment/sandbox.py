@@ -21,6 +21,7 @@ import os
 import random
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
@@ -30,6 +31,8 @@ from pathlib import Path
 from .remote import MAX_REPLY
 
 SYSTEM_DIRS = ("/usr", "/lib", "/lib32", "/lib64", "/libx32", "/bin", "/sbin", "/etc")
+# writable by every user: what a part's process writes there outlives it (user mode)
+SHARED_DIRS = ("/tmp", "/var/tmp", "/dev/shm", "/run/lock", "/var/lock", "/dev/mqueue")
 HOME_MB = 64
 ACTIVE = set()          # pids of the part processes running now (several with --jobs)
 
@@ -57,7 +60,7 @@ def detect(requested="auto"):
                                                 if os.path.exists(p)), None)
     if requested == "user" or unshare is None:
         return Isolation("user")
-    base = [unshare, "--mount", "--pid", "--fork", "--kill-child", "--mount-proc"]
+    base = [unshare, "--mount", "--pid", "--ipc", "--fork", "--kill-child", "--mount-proc"]
 
     def works(cmd):
         try:
@@ -100,6 +103,33 @@ def kill_uid(uid, timeout=10.0):
                 pass
         time.sleep(0.01)
     return False
+
+
+def remove_files_of(uid, folders=SHARED_DIRS, depth=4):
+    """Remove what `uid` left in the machine's world-writable folders (/tmp, /dev/shm...),
+    where a later part or grading could find it, or where it fills the disk; the part's home
+    goes with its folder. World-writable folders of other owners inside them are searched
+    too. Call it once no process of `uid` is left."""
+    for folder in dict.fromkeys(os.path.realpath(f) for f in folders):
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
+            continue
+        for e in entries:
+            try:
+                st = e.stat(follow_symlinks=False)
+            except OSError:
+                continue
+            if st.st_uid == uid:
+                if stat.S_ISDIR(st.st_mode):
+                    shutil.rmtree(e.path, ignore_errors=True)        # never follows a link
+                else:
+                    try:
+                        os.unlink(e.path)
+                    except OSError:
+                        pass
+            elif stat.S_ISDIR(st.st_mode) and st.st_mode & 0o002 and depth > 1:
+                remove_files_of(uid, (e.path,), depth - 1)
 
 
 def free_uid():
@@ -170,7 +200,7 @@ class PartProcess:
             hide = {str(h) for h in hide if not any(r.startswith(str(h).rstrip("/") + "/") for r in ro)}
             setup["jail"] = {"root": str(part_dir / "root"), "ro": ro, "home": home, "uid": uid,
                              "home_mb": HOME_MB, "hide": sorted(hide)}
-            prefix = [isolation.unshare, "--mount", "--pid", "--fork", "--kill-child", "--mount-proc"]
+            prefix = [isolation.unshare, "--mount", "--pid", "--ipc", "--fork", "--kill-child", "--mount-proc"]
             prefix += ["--net"] if isolation.net else []
             prefix += ["--"]
         cmd = prefix + [sys.executable, "-I", "-S", str(tree / "runner.py"), json.dumps(setup)]

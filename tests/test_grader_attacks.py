@@ -1,0 +1,280 @@
+"""More cheating submissions, each graded end to end (a red team's round after #30): what a
+part leaves behind on the machine for a later grading, the network, and a part that
+starves the grader of memory. Each asserts a zero score for the cheating part, unchanged
+scores for the honest ones and no secret line in results.json.
+
+The submission graded: `linear` written (full points), `loss` left as the copy's TODO
+(0 points), `softmax` the cheat.
+"""
+import ctypes
+import json
+import os
+import platform
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from assignment_util import PACKAGE, env, fresh, outputs, scores, secrets_in, set_region
+from minivit.assignment.make import fill
+from minivit.assignment.parts import PARTS as PARTS_POINTS
+
+PARTS = ["linear", "softmax", "loss"]
+HONEST = {"linear": PARTS_POINTS["linear"][0], "loss": 0.0}
+ROOT = os.geteuid() == 0
+needs_root = pytest.mark.skipif(not ROOT, reason="isolation by uid and namespaces needs root")
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory):
+    copy = fresh(tmp_path_factory.mktemp("base"), parts=PARTS + ["attention"])
+    fill(copy, ["linear"])
+    return copy
+
+
+def assert_only_the_cheat_lost(result, cheat="softmax"):
+    s = scores(result)
+    assert s[cheat][0] == 0.0, (cheat, s[cheat], outputs(result, cheat)[:3000])
+    for part, points in HONEST.items():
+        assert s[part][0] == pytest.approx(points), (part, s[part], outputs(result, part)[:3000])
+    leaked = secrets_in(json.dumps(result, indent=1).replace("\\n", "\n"), PARTS)
+    assert not leaked, leaked[:5]
+
+
+# --- 1. what a part leaves behind, for a later grading ------------------------------------
+# An `attention` submission runs on the reference softmax, so its process can read that
+# code (by design). It leaves it wherever something could outlive the part: System V shared
+# memory, a key in the session keyring (the grader's, when it runs in a login session), and
+# files in the machine's world-writable folders; it also offers it on a local socket. A later
+# grading's `softmax` takes it from there. (Names are random per run: other test runs may
+# share this machine.)
+SYSCALLS = {"x86_64": {"add_key": 248, "keyctl": 250}, "aarch64": {"add_key": 217, "keyctl": 219}}
+
+LEAVE = r'''
+import ctypes, os, platform, socket
+here = os.path.abspath(__file__)
+while not os.path.isfile(os.path.join(here, "minivit", "ops", "softmax.py")):
+    here = os.path.dirname(here)
+src = open(os.path.join(here, "minivit", "ops", "softmax.py"), "rb").read()
+libc = ctypes.CDLL(None, use_errno=True)
+libc.shmat.restype = ctypes.c_void_p
+libc.shmat.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_int]
+shmid = libc.shmget(SHM_KEY, 1 << 16, 0o1000 | 0o666)
+if shmid >= 0:
+    addr = libc.shmat(shmid, None, 0)
+    if addr not in (None, ctypes.c_void_p(-1).value):
+        ctypes.memmove(addr, src + b"\0", len(src) + 1)
+nr = SYSCALLS.get(platform.machine())
+if nr:
+    serial = libc.syscall(nr["add_key"], b"user", b"TOKEN", src, len(src), -3)   # the session keyring
+    if serial > 0:
+        libc.syscall(nr["keyctl"], 5, serial, 0x3f3f3f3f)                         # readable by all
+for d in ("/tmp", "/var/tmp", "/dev/shm"):
+    try:
+        with open(f"{d}/TOKEN.py", "wb") as f:
+            f.write(src)
+        os.chmod(f"{d}/TOKEN.py", 0o666)
+    except OSError:
+        pass
+for family, address in ((socket.AF_INET, ("127.0.0.1", PORT)), (socket.AF_UNIX, "\0TOKEN")):
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as s:
+            s.settimeout(2)
+            s.connect(address)
+            s.sendall(src)
+    except OSError:
+        pass
+raise NotImplementedError
+'''
+
+TAKE = r'''
+import ctypes, os, platform
+def _take(name):
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.shmat.restype = ctypes.c_void_p
+    libc.shmat.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_int]
+    found = []
+    shmid = libc.shmget(SHM_KEY, 0, 0)
+    if shmid >= 0:
+        addr = libc.shmat(shmid, None, 0o10000)
+        if addr not in (None, ctypes.c_void_p(-1).value):
+            found.append(ctypes.string_at(addr))
+    nr = SYSCALLS.get(platform.machine())
+    try:
+        for line in open("/proc/keys"):
+            if "TOKEN" in line and nr:
+                buf = ctypes.create_string_buffer(1 << 16)
+                n = libc.syscall(nr["keyctl"], 11, int(line.split()[0], 16), buf, 1 << 16)
+                if n > 0:
+                    found.append(buf.raw[:n])
+    except OSError:
+        pass
+    for d in ("/tmp", "/var/tmp", "/dev/shm"):
+        try:
+            found.append(open(f"{d}/TOKEN.py", "rb").read())
+        except OSError:
+            pass
+    for src in found:
+        ns = {"__name__": "minivit.ops._taken", "__package__": "minivit.ops"}
+        try:
+            exec(src.decode(), ns)
+            return ns[name]
+        except Exception:
+            continue
+    raise RuntimeError("nothing was left behind")
+'''
+
+
+class Listener:
+    """A TCP socket on 127.0.0.1 and an abstract Unix socket that record who connects."""
+
+    def __init__(self, token):
+        self.heard = []
+        self.tcp = socket.socket()
+        self.tcp.bind(("127.0.0.1", 0))
+        self.unix = socket.socket(socket.AF_UNIX)
+        self.unix.bind("\0" + token)
+        self.port = self.tcp.getsockname()[1]
+        for s in (self.tcp, self.unix):
+            s.listen()
+            threading.Thread(target=self._accept, args=(s,), daemon=True).start()
+
+    def _accept(self, s):
+        while True:
+            try:
+                conn, _ = s.accept()
+            except OSError:
+                return
+            self.heard.append(conn.recv(100))
+            conn.close()
+
+    def close(self):
+        for s in (self.tcp, self.unix):
+            s.close()
+
+
+def remove_leftovers(token, shm_key):
+    for d in ("/tmp", "/var/tmp", "/dev/shm"):
+        Path(f"{d}/{token}.py").unlink(missing_ok=True)
+    libc = ctypes.CDLL(None)
+    shmid = libc.shmget(shm_key, 0, 0)
+    if shmid >= 0:
+        libc.shmctl(shmid, 0, None)                              # IPC_RMID
+
+
+@needs_root
+@pytest.mark.slow
+@pytest.mark.parametrize("isolation", ["auto", "user"])
+def test_nothing_a_part_leaves_reaches_a_later_grading(base, tmp_path, autograder, isolation):
+    token, shm_key = f"minivit-left-{secrets.token_hex(4)}", 0x4D560000 + secrets.randbelow(1 << 16)
+    listener = Listener(token)
+
+    def fill_in(code):
+        return (code.replace("SHM_KEY", hex(shm_key)).replace("TOKEN", token).replace("PORT", str(listener.port))
+                .replace("SYSCALLS", repr(SYSCALLS)))
+    leaver, taker = tmp_path / "leaver", tmp_path / "taker"
+    shutil.copytree(base, leaver)
+    shutil.copytree(base, taker)
+    set_region(leaver, "ops/sdpa.py", "attention", fill_in(LEAVE), index=0)
+    set_region(taker, "ops/softmax.py", "softmax", fill_in(TAKE) + 'return _take("softmax_forward")(x, axis)', index=0)
+    set_region(taker, "ops/softmax.py", "softmax", fill_in(TAKE) + 'return _take("softmax_backward")(dy, cache)',
+               index=1)
+    # the part's Python must be one every user can run: the autograder's (its setup.sh made it so)
+    python = autograder.root / "venv" / "bin" / "python"
+    # a teacher logged in on a VM grades one submission after another: one session keyring
+    session = "import ctypes\nctypes.CDLL(None).syscall(SYSCALL, 1, None)".replace(
+        "SYSCALL", str(SYSCALLS.get(platform.machine(), {}).get("keyctl", 250)))
+    try:
+        runs = (f"import subprocess, sys\n{session}\n"
+                f"for args in {[[str(leaver), str(tmp_path / 'left.json'), ['attention']], [str(taker), str(tmp_path / 'taken.json'), PARTS]]!r}:\n"
+                f"    subprocess.run([sys.executable, '-c', GRADE.format(*args)], check=True)\n")
+        one = ("import runpy, sys\nsys.argv = ['m', 'grade', {0!r}, '--out', {1!r}, '--parts', *{2!r}, "
+               f"'--isolation', {isolation!r}]\nsys.path.insert(0, {str(PACKAGE.parent)!r})\n"
+               "runpy.run_module('minivit.assignment', run_name='__main__')")
+        r = subprocess.run([str(python), "-c", runs.replace("GRADE", repr(one))], capture_output=True, text=True,
+                           timeout=600, env=env(), cwd=PACKAGE.parent)
+        assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+        assert scores(json.loads((tmp_path / "left.json").read_text()))["attention"][0] == 0
+        result = json.loads((tmp_path / "taken.json").read_text())
+        assert_only_the_cheat_lost(result)
+        assert "nothing was left behind" in outputs(result, "softmax"), outputs(result, "softmax")[:2000]
+        assert not listener.heard, "a part's process reached a socket of the machine"
+    finally:
+        listener.close()
+        remove_leftovers(token, shm_key)
+
+
+# --- 2. a part that starves the grader of memory -------------------------------------------
+# Each process of a part has its own address-space limit, but the machine's memory is shared
+# (Gradescope: 768 MB for everything). The part spawns many small processes that grow
+# slowly, and makes its own process small (exec): when memory runs out, the kernel kills the
+# largest process, the grader, and results.json is never written.
+HOG = r'''
+import os, subprocess, sys
+grow = "import time\nb = []\nfor i in range(24):\n    b.append(bytearray(1 << 20))\n    for j in range(0, 1 << 20, 4096): b[-1][j] = 1\n    time.sleep(0.1)\ntime.sleep(60)\n"
+for _ in range(60):
+    try:
+        subprocess.Popen([sys.executable, "-S", "-c", grow], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL)
+    except OSError:
+        break
+os.execv("/bin/sleep", ["sleep", "60"])
+'''
+
+
+@contextmanager
+def memory_cgroup(mb):
+    """A memory cgroup of `mb` MB without swap (v1 or v2); yields its cgroup.procs."""
+    name = f"minivit-test-{secrets.token_hex(4)}"
+    v1, v2 = Path("/sys/fs/cgroup/memory"), Path("/sys/fs/cgroup")
+    if (v1 / "memory.limit_in_bytes").is_file():
+        d, limits = v1 / name, {"memory.limit_in_bytes": mb << 20, "memory.memsw.limit_in_bytes": mb << 20}
+    elif "memory" in ((v2 / "cgroup.subtree_control").read_text() if (v2 / "cgroup.subtree_control").is_file() else ""):
+        d, limits = v2 / name, {"memory.max": mb << 20, "memory.swap.max": 0}
+    else:
+        pytest.skip("needs a memory cgroup (cgroup v1 or v2 with the memory controller)")
+    try:
+        d.mkdir()
+        for key, value in limits.items():
+            if (d / key).exists():
+                (d / key).write_text(str(value))
+    except OSError as e:
+        shutil.rmtree(d, ignore_errors=True) if d.exists() and not any(d.glob("cgroup.procs")) else None
+        pytest.skip(f"cannot make a memory cgroup here ({e})")
+    try:
+        yield d / "cgroup.procs"
+    finally:
+        for _ in range(100):                        # only processes of this test are in it
+            pids = [int(p) for p in (d / "cgroup.procs").read_text().split()]
+            if not pids:
+                break
+            for pid in pids:
+                try:
+                    os.kill(pid, 9)
+                except ProcessLookupError:
+                    pass
+            time.sleep(0.05)
+        d.rmdir()
+
+
+@needs_root
+@pytest.mark.slow
+def test_a_part_that_exhausts_the_memory_costs_only_its_own_points(base, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(base, copy)
+    set_region(copy, "ops/softmax.py", "softmax", HOG, index=0)
+    out = tmp_path / "results.json"
+    cmd = [sys.executable, "-m", "minivit.assignment", "grade", str(copy), "--out", str(out), "--parts", *PARTS,
+           "--time-limit", "8", "--memory-mb", "512"]
+    with memory_cgroup(768) as procs:                       # Gradescope's memory
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env(), cwd=PACKAGE.parent,
+                           preexec_fn=lambda: procs.write_text(str(os.getpid())))
+    assert out.is_file(), f"no results.json (exit {r.returncode}):\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
+    assert_only_the_cheat_lost(json.loads(out.read_text()))
