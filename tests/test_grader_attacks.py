@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from assignment_util import PACKAGE, env, fresh, outputs, scores, secrets_in, set_region
+from assignment_util import PACKAGE, env, fresh, grade_cli, outputs, scores, secrets_in, set_region
 from minivit.assignment.make import fill
 from minivit.assignment.parts import PARTS as PARTS_POINTS
 
@@ -278,3 +278,49 @@ def test_a_part_that_exhausts_the_memory_costs_only_its_own_points(base, tmp_pat
                            preexec_fn=lambda: procs.write_text(str(os.getpid())))
     assert out.is_file(), f"no results.json (exit {r.returncode}):\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
     assert_only_the_cheat_lost(json.loads(out.read_text()))
+
+
+# --- 3. points without the work ---------------------------------------------------------
+# Every function returns what needs no work: arrays of the right shape and dtype holding
+# zeros, a uniform distribution, a constant (ln K for the loss), or its input unchanged.
+NOWORK = {
+ ("ops/linear.py", "linear", 0): "import numpy as np\nreturn np.zeros(x.shape[:-1] + (w.shape[0],), x.dtype), (x, w, b)",
+ ("ops/linear.py", "linear", 1): "import numpy as np\nx, w, b = cache\nreturn np.zeros_like(x), np.zeros_like(w), None if b is None else np.zeros_like(b)",
+ ("ops/layernorm.py", "layernorm", 0): "import numpy as np\nreturn np.zeros_like(x), (x, gamma)",
+ ("ops/layernorm.py", "layernorm", 1): "import numpy as np\nx, g = cache\nreturn np.zeros_like(x), np.zeros_like(g), np.zeros_like(g)",
+ ("ops/gelu.py", "gelu", 0): "return x.copy(), x",
+ ("ops/gelu.py", "gelu", 1): "return dy.copy()",
+ ("ops/softmax.py", "softmax", 0): "import numpy as np\ny = np.ones_like(x) / x.shape[axis]\nreturn y, (y, axis)",
+ ("ops/softmax.py", "softmax", 1): "import numpy as np\nreturn np.zeros_like(dy)",
+ ("ops/sdpa.py", "attention", 0): "import numpy as np\na = np.ones(q.shape[:-1] + (k.shape[-2],), q.dtype) / k.shape[-2]\nreturn np.zeros_like(q), a, (q, k, v)",
+ ("ops/sdpa.py", "attention", 1): "import numpy as np\nq, k, v = cache\nreturn np.zeros_like(q), np.zeros_like(k), np.zeros_like(v)",
+ ("ops/attention.py", "attention", 0): "import numpy as np\nB, N, D = x.shape\na = np.ones((B, num_heads, N, N), x.dtype) / N\ncache = (x, p)\nreturn (np.zeros_like(x), a, cache) if return_attn else (np.zeros_like(x), cache)",
+ ("ops/attention.py", "attention", 1): "import numpy as np\nx, p = cache\nreturn np.zeros_like(x), {n: np.zeros_like(v) for n, v in p.items()}",
+ ("ops/mlp.py", "block", 0): "return x * 0, (x, p)",
+ ("ops/mlp.py", "block", 1): "import numpy as np\nx, p = cache\nreturn np.zeros_like(x), {n: np.zeros_like(v) for n, v in p.items()}",
+ ("ops/block.py", "block", 0): "import numpy as np\nB, N, D = x.shape\na = np.ones((B, num_heads, N, N), x.dtype) / N\nreturn (x.copy(), a, (x, p)) if return_attn else (x.copy(), (x, p))",
+ ("ops/block.py", "block", 1): "import numpy as np\nx, p = cache\nreturn dy.copy(), {n: np.zeros_like(v) for n, v in p.items()}",
+ ("ops/patch.py", "patch_embed", 0): "import numpy as np\nB, C, H, W = x.shape\nP = patch_size\nreturn np.zeros((B, (H // P) * (W // P), C * P * P), x.dtype), (B, C, H, W, P)",
+ ("ops/patch.py", "patch_embed", 1): "import numpy as np\nreturn np.zeros((patches.shape[0], C, H, W), patches.dtype)",
+ ("ops/patch_embed.py", "patch_embed", 0): "import numpy as np\nB, C, H, W = x.shape\nN = (H // patch_size) * (W // patch_size)\nreturn np.zeros((B, N, w.shape[0]), x.dtype), (x, w, b)",
+ ("ops/patch_embed.py", "patch_embed", 1): "import numpy as np\nx, w, b = cache\nreturn np.zeros_like(x), np.zeros_like(w), np.zeros_like(b)",
+ ("ops/embed.py", "cls_pool", 0): "import numpy as np\nB, N, D = tokens.shape\nreturn np.zeros((B, N + 1, D), tokens.dtype), (tokens, cls_token, pos_embed)",
+ ("ops/embed.py", "cls_pool", 1): "import numpy as np\nt, c, p = cache\nreturn np.zeros_like(t), np.zeros_like(c), np.zeros_like(p)",
+ ("ops/pool.py", "cls_pool", 0): "import numpy as np\nreturn np.zeros((x.shape[0], x.shape[2]), x.dtype), (x.shape, mode)",
+ ("ops/pool.py", "cls_pool", 1): "import numpy as np\nshape, mode = cache\nreturn np.zeros(shape, dy.dtype)",
+ ("ops/loss.py", "loss", 0): "import numpy as np\nreturn np.asarray(np.log(K), logits.dtype), (logits, t)",
+ ("ops/loss.py", "loss", 1): "import numpy as np\nreturn np.zeros_like(cache[0])",
+ ("optim.py", "adamw", 0): "pass",
+ ("model.py", "vit", 0): "xp = self.xp\nlogits = xp.zeros((x.shape[0], self.num_classes), self.dtype)\nself.cache = x.shape\nmaps = [xp.ones((x.shape[0], self.num_heads, self.num_patches + 1, self.num_patches + 1), self.dtype) / (self.num_patches + 1) for _ in self.blocks]\nreturn (logits, maps) if return_attn else logits",
+ ("model.py", "vit", 1): "for _, p in self.named_parameters():\n    p.accumulate(self.xp.zeros_like(p.data))\nreturn self.xp.zeros(self.cache, self.dtype)",
+}
+
+
+def test_a_submission_that_does_no_work_scores_nothing(tmp_path):
+    copy = fresh(tmp_path)
+    for (rel, part, index), code in NOWORK.items():
+        set_region(copy, rel, part, code, index=index)
+    result, _ = grade_cli(copy, tmp_path / "results.json")
+    earned = {part: s for part, (s, _) in scores(result).items() if s}
+    assert not earned, {p: [t["name"] for t in result["tests"] if t["name"].startswith(p + ":")
+                            and t["status"] == "passed"] for p in earned}

@@ -20,8 +20,35 @@ MLP = "minivit.ops.mlp:mlp_"
 BLOCK = "minivit.ops.block:block_"
 
 
+def by_hand(name, got, want, where):
+    """`got` equals a small case worked out by hand (to 1e-6)."""
+    want = np.asarray(want, np.float64)
+    assert got is not None and np.shape(got) == want.shape, \
+        f"{name}: expected shape {want.shape} for {where}, got {None if got is None else np.shape(got)}"
+    assert np.allclose(np.asarray(got, np.float64), want, atol=1e-6), \
+        f"{name} for {where}: expected {np.round(want, 7).tolist()} (worked out by hand), got {np.asarray(got).tolist()}"
+
+
+def proportional_to_exp(name, scores, p, axis, what="x"):
+    """Along `axis`, p_i / p_j = exp(s_i - s_j): p is softmax(s) (whatever its scale)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        logp = np.log(np.asarray(p, np.float64))
+    s = np.asarray(scores, np.float64)
+    if not np.allclose(logp - logp.mean(axis=axis, keepdims=True), s - s.mean(axis=axis, keepdims=True), atol=1e-4):
+        raise AssertionError(f"{name} along axis {axis} should be proportional to exp({what}): the ratio of two "
+                             f"entries is exp of the difference of theirs (a uniform or merely normalised "
+                             f"answer is not enough)")
+
+
+def identity_mlp(D, hidden, dtype=np.float64):
+    """MLP parameters that pass the first D features through: fc2(GELU(fc1(x))) = GELU(x)."""
+    eye = np.eye(hidden, D, dtype=dtype)
+    return {"fc1.weight": eye, "fc1.bias": np.zeros(hidden, dtype), "fc2.weight": eye.T.copy(),
+            "fc2.bias": np.zeros(D, dtype)}
+
+
 # --- linear -------------------------------------------------------------------------------
-@check("linear", "shapes and dtypes (float32 in, float32 out; with and without a bias)")
+@check("linear", "shapes and dtypes (float32 in, float32 out; with and without a bias); a case worked by hand")
 def linear_shapes(run):
     g = rng(1)
     for dtype in (np.float32, np.float64):
@@ -36,6 +63,14 @@ def linear_shapes(run):
         expect_array("y (no bias)", y, (2, 3, 4), dtype)
         assert run(LINEAR + "backward", randn(g, 2, 3, 4, dtype=dtype), cache)[2] is None, \
             "db should be None when there is no bias"
+    # by hand: x = [1, 2], W = [[1, 0], [0.5, -1], [2, 1]], b = [0, 1, -1], dy = [1, 0, 2]
+    y, cache = run(LINEAR + "forward", np.array([[1.0, 2.0]]), np.array([[1.0, 0.0], [0.5, -1.0], [2.0, 1.0]]),
+                   np.array([0.0, 1.0, -1.0]))
+    by_hand("y = x W^T + b", y, [[1.0, -0.5, 3.0]], "x = [[1, 2]], W = [[1, 0], [0.5, -1], [2, 1]], b = [0, 1, -1]")
+    dx, dw, db = run(LINEAR + "backward", np.array([[1.0, 0.0, 2.0]]), cache)
+    for name, got, want in (("dx = dy W", dx, [[5.0, 2.0]]), ("dW = dy^T x", dw, [[1.0, 2.0], [0.0, 0.0], [2.0, 4.0]]),
+                            ("db", db, [1.0, 0.0, 2.0])):
+        by_hand(name, got, want, "that x, W, b and dy = [[1, 0, 2]]")
 
 
 @check("linear", "gradient check in float64 (x of shape (2, 3, 5): dW sums over both leading axes)",
@@ -50,7 +85,7 @@ def linear_gradcheck(run):
 
 
 # --- layernorm ----------------------------------------------------------------------------
-@check("layernorm", "shapes and dtypes (float32 stays float32)")
+@check("layernorm", "shapes and dtypes (float32 stays float32); a row worked by hand")
 def layernorm_shapes(run):
     g = rng(3)
     for dtype in (np.float32, np.float64):
@@ -61,6 +96,14 @@ def layernorm_shapes(run):
         expect_array("dx", dx, x.shape, dtype)
         expect_array("dgamma", dgamma, (8,), dtype)
         expect_array("dbeta", dbeta, (8,), dtype)
+    # by hand: the row [-1, 0, 1] has mean 0 and variance 2/3, so xhat = [-1, 0, 1] / sqrt(2/3 + eps)
+    y, cache = run(LAYERNORM + "forward", np.array([[-1.0, 0.0, 1.0]]), np.full(3, 2.0), np.ones(3))
+    where = "x = [[-1, 0, 1]], gamma = [2, 2, 2], beta = [1, 1, 1]"
+    by_hand("y = gamma * xhat + beta", y, [[-1.4494879, 1.0, 3.4494879]], where)
+    dx, dgamma, dbeta = run(LAYERNORM + "backward", np.array([[1.0, 0.0, 0.0]]), cache)
+    for name, got, want in (("dx", dx, [[0.4082498, -0.8164960, 0.4082461]]), ("dgamma", dgamma, [-1.2247440, 0.0, 0.0]),
+                            ("dbeta", dbeta, [1.0, 0.0, 0.0])):
+        by_hand(name, got, want, where + ", dy = [[1, 0, 0]]")
 
 
 @check("layernorm", "each row (the last axis) has mean 0 and variance 1 when gamma = 1, beta = 0")
@@ -92,7 +135,8 @@ def layernorm_gradcheck(run):
 
 
 # --- gelu ---------------------------------------------------------------------------------
-@check("gelu", "shapes and dtypes, both forms; GELU(0) = 0, GELU(x) -> x and -> 0 at the tails")
+@check("gelu", "shapes and dtypes, both forms; GELU(0) = 0, GELU(x) -> x and -> 0 at the tails; GELU(1), GELU(-1) "
+       "and the slopes there, from a table")
 def gelu_shapes_and_limits(run):
     g = rng(6)
     for approximate in ("none", "tanh"):
@@ -104,6 +148,13 @@ def gelu_shapes_and_limits(run):
                          x.shape, dtype)
         y, _ = run(GELU + "forward", np.array([0.0, 12.0, -12.0]), approximate)
         assert np.allclose(y, [0.0, 12.0, 0.0], atol=1e-12), f"GELU([0, 12, -12]) = {y} ({approximate})"
+        # x * Phi(x) with the normal CDF Phi(1) = 0.8413447 (tanh form: 0.8411920); slope 0.5 at 0
+        table = {"none": ([-0.1586553, 0.0, 0.8413447], [-0.0833155, 0.5, 1.0833155]),
+                 "tanh": ([-0.1588080, 0.0, 0.8411920], [-0.0829641, 0.5, 1.0829641])}[approximate]
+        y, cache = run(GELU + "forward", np.array([-1.0, 0.0, 1.0]), approximate)
+        by_hand(f"GELU([-1, 0, 1]) ({approximate} form)", y, table[0], "the table's values")
+        by_hand(f"the slope GELU'([-1, 0, 1]) ({approximate} form), dx for dy = 1",
+                run(GELU + "backward", np.ones(3), cache), table[1], "the table's values")
 
 
 @check("gelu", "gradient check in float64, exact (erf) form", weight=1.5)
@@ -137,6 +188,7 @@ def softmax_shapes_and_sums(run):
             assert np.allclose(sums, 1.0, atol=1e-6), \
                 f"sums along axis {axis} are not 1 (e.g. {sums.flat[0]:.4g}): normalise along `axis`, keepdims=True"
             assert (y > 0).all(), "probabilities must be positive"
+            proportional_to_exp("y", x, y, axis)
             expect_array("dx", run(SOFTMAX + "backward", randn(g, 2, 3, 4, dtype=dtype), cache), x.shape, dtype)
 
 
@@ -146,6 +198,8 @@ def softmax_large_logits(run):
     for dtype in (np.float32, np.float64):
         x = randn(g, 3, 6, dtype=dtype)
         y0, _ = run(SOFTMAX + "forward", x)
+        expect_array("softmax(x)", y0, x.shape, dtype)
+        proportional_to_exp("softmax(x)", x, y0, -1)
         for shift in (100.0, 1000.0):
             y, _ = run(SOFTMAX + "forward", x * 10 + dtype(shift))
             assert np.all(np.isfinite(y)), (
@@ -180,7 +234,7 @@ def mhsa_params(g, D, dtype=np.float64, bias=True):
     return p
 
 
-@check("attention", "shapes and dtypes of sdpa and mhsa; attention rows sum to 1")
+@check("attention", "shapes and dtypes of sdpa and mhsa; A = softmax(q k^T / sqrt(Dh)) row by row, ctx = A v")
 def attention_shapes(run):
     g = rng(12)
     for dtype in (np.float32, np.float64):
@@ -192,6 +246,10 @@ def attention_shapes(run):
             over = " (they sum to 1 over the queries: softmax over the last axis, the keys)" \
                 if np.allclose(a.sum(axis=-2), 1.0, atol=1e-5) else ""
             raise AssertionError("rows of A should sum to 1" + over)
+        scores = np.einsum("bhqd,bhkd->bhqk", q.astype(np.float64), k.astype(np.float64)) / np.sqrt(q.shape[-1])
+        proportional_to_exp("A", scores, a, -1, what="q k^T / sqrt(Dh), the scaled scores")
+        assert np.allclose(ctx, a.astype(np.float64) @ v, atol=1e-4), \
+            "ctx should be A @ v: each query's context is the mean of the values weighted by its row of A"
         for name, d in zip(("dq", "dk", "dv"), run(SDPA + "backward", randn(g, 2, 3, 5, 4, dtype=dtype), cache)):
             expect_array(name, d, q.shape, dtype)
         x, p = randn(g, 2, 5, 6, dtype=dtype), mhsa_params(g, 6, dtype)
@@ -245,7 +303,8 @@ def mlp_part(p):
     return {k[4:]: v for k, v in p.items() if k.startswith("mlp.")}
 
 
-@check("block", "shapes and dtypes of the MLP and the block; a gradient for every parameter")
+@check("block", "shapes and dtypes of the MLP and the block; a gradient for every parameter; the MLP with "
+       "identity weights is GELU")
 def block_shapes(run):
     g = rng(15)
     for dtype in (np.float32, np.float64):
@@ -267,9 +326,15 @@ def block_shapes(run):
             f"block gradients should be for {sorted(p)}, got {sorted(grads) if isinstance(grads, dict) else grads}"
         for name in p:
             expect_array(f"d {name}", grads[name], p[name].shape, dtype)
+    x = randn(g, 2, 5, 8)
+    y, _ = run(MLP + "forward", x, identity_mlp(8, 16))
+    expect_array("mlp y", y, x.shape, np.float64)
+    assert np.allclose(y, run.local(GELU + "forward")(x)[0], atol=1e-10), \
+        "an MLP whose layers pass the features through unchanged (identity weights, zero biases) should be GELU(x)"
 
 
-@check("block", "with both branches' output layers zero the block is the identity, forward and backward")
+@check("block", "with both branches' output layers zero the block is the identity, forward and backward; "
+       "with the attention branch zero and an identity MLP it is x + GELU(LayerNorm(x))")
 def block_residual_identity(run):
     g = rng(16)
     x, p, dy = randn(g, 2, 5, 8), block_params(g, 8, 16), randn(g, 2, 5, 8)
@@ -282,6 +347,12 @@ def block_residual_identity(run):
     expect_array("dx", dx, x.shape, np.float64)
     assert np.allclose(dx, dy, atol=1e-12), \
         "dx should equal dy: the residual paths carry the gradient straight through (dx = dy + branch terms)"
+    p.update({"mlp." + k: v for k, v in identity_mlp(8, 16).items()})
+    y, _ = run(BLOCK + "forward", x, p, 2)
+    expect_array("y", y, x.shape, np.float64)
+    branch = run.local(GELU + "forward")(run.local(LAYERNORM + "forward")(x, p["norm2.weight"], p["norm2.bias"])[0])[0]
+    assert np.allclose(y, x + branch, atol=1e-10), \
+        "y should be x + MLP(norm2(x)) (pre-LN: the MLP branch sees the normalised x and is added to x)"
 
 
 @check("block", "gradient check of the MLP in float64 (x and every parameter)")

@@ -6,6 +6,7 @@ import math
 import numpy as np
 
 from .checks import as_array, check, expect_array, gradcheck, randn, rng
+from .public import by_hand
 
 PATCH = "minivit.ops.patch:"
 EMBED = "minivit.ops.patch_embed:patch_embed_"
@@ -16,7 +17,8 @@ DRIVERS = "minivit.assignment.drivers:"
 
 
 # --- patch_embed --------------------------------------------------------------------------
-@check("patch_embed", "shapes and dtypes of patchify, unpatchify and the patch embedding")
+@check("patch_embed", "shapes and dtypes of patchify, unpatchify and the patch embedding; a 4 x 4 image "
+       "worked by hand")
 def patch_embed_shapes(run):
     g = rng(30)
     for dtype in (np.float32, np.float64):
@@ -31,6 +33,15 @@ def patch_embed_shapes(run):
         expect_array("dx", dx, x.shape, dtype)
         expect_array("dw", dw, w.shape, dtype)
         expect_array("db", db, b.shape, dtype)
+    # by hand: the image 0..15 (4 x 4, one channel) in 2 x 2 patches, each summed (w = 1) plus 0.5
+    x, w = np.arange(16.0).reshape(1, 1, 4, 4), np.ones((1, 1, 2, 2))
+    where = "x = 0..15 as one 4 x 4 channel, P = 2, w = ones (1, 1, 2, 2), b = [0.5]"
+    y, cache = run(EMBED + "forward", x, w, np.array([0.5]), 2)
+    by_hand("tokens", y, [[[10.5], [18.5], [42.5], [50.5]]], where)
+    dx, dw, db = run(EMBED + "backward", np.ones((1, 4, 1)), cache)
+    for name, got, want in (("dx", dx, np.ones((1, 1, 4, 4))), ("dw", dw, [[[[20.0, 24.0], [36.0, 40.0]]]]),
+                            ("db", db, [4.0])):
+        by_hand(name, got, want, where + ", dy = ones (1, 4, 1)")
 
 
 @check("patch_embed", "patch i is the image's i-th P x P square (grid row-major), flattened in (C, P, P) "
@@ -80,7 +91,8 @@ def patch_embed_gradcheck(run):
 
 
 # --- cls_pool -----------------------------------------------------------------------------
-@check("cls_pool", "shapes and dtypes of cls_pos and both poolings, forward and backward")
+@check("cls_pool", "shapes and dtypes of cls_pos and both poolings, forward and backward; backward passes "
+       "worked by hand")
 def cls_pool_shapes(run):
     g = rng(34)
     for dtype in (np.float32, np.float64):
@@ -95,6 +107,19 @@ def cls_pool_shapes(run):
             y, cache = run(POOL + "forward", z, mode)
             expect_array(f"pooled ({mode})", y, (3, 6), dtype)
             expect_array(f"dz ({mode})", run(POOL + "backward", randn(g, 3, 6, dtype=dtype), cache), z.shape, dtype)
+    # by hand: one image of one token (D = 2); position 0 is the [CLS] token's
+    z, cache = run(CLS_POS + "forward", np.array([[[1.0, 2.0]]]), np.array([[[10.0, 20.0]]]),
+                   np.array([[[0.1, 0.2], [0.3, 0.4]]]))
+    where = "tokens = [[[1, 2]]], cls_token = [[[10, 20]]], pos_embed = [[[0.1, 0.2], [0.3, 0.4]]], dz = [[[1, 2], [3, 4]]]"
+    dtokens, dcls, dpos = run(CLS_POS + "backward", np.array([[[1.0, 2.0], [3.0, 4.0]]]), cache)
+    for name, got, want in (("dtokens", dtokens, [[[3.0, 4.0]]]), ("dcls_token", dcls, [[[1.0, 2.0]]]),
+                            ("dpos_embed", dpos, [[[1.0, 2.0], [3.0, 4.0]]])):
+        by_hand(name, got, want, where)
+    z = np.array([[[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]]])
+    for mode, want in (("token", [[[1.0, 1.0], [0.0, 0.0], [0.0, 0.0]]]), ("avg", [[[0.0, 0.0], [0.5, 0.5], [0.5, 0.5]]])):
+        _, cache = run(POOL + "forward", z, mode)
+        by_hand(f"dz ({mode} pooling)", run(POOL + "backward", np.ones((1, 2)), cache), want,
+                "z of 1 + 2 tokens, dy = [[1, 1]]")
 
 
 @check("cls_pool", "z[:, 0] is the [CLS] token, z[:, 1:] the tokens, each plus its position; 'token' "
@@ -139,7 +164,8 @@ def cls_pool_gradcheck(run):
 
 
 # --- loss ---------------------------------------------------------------------------------
-@check("loss", "a 0-d loss in the logits' dtype; uniform logits give ln K; dlogits has their shape")
+@check("loss", "a 0-d loss in the logits' dtype; uniform logits give ln K; dlogits has their shape; a case "
+       "worked by hand")
 def loss_shapes_and_uniform(run):
     for dtype in (np.float32, np.float64):
         logits = np.zeros((4, 10), dtype)
@@ -148,6 +174,11 @@ def loss_shapes_and_uniform(run):
         expect_array("loss", loss, (), dtype)
         assert abs(float(loss) - math.log(10)) < 1e-5, f"loss of uniform logits is {float(loss)}, not ln 10"
         expect_array("dlogits", run(LOSS + "backward", 1.0, cache), logits.shape, dtype)
+    # by hand: logits [0, ln 3] give probabilities [1/4, 3/4]; label 1 costs -ln(3/4)
+    loss, cache = run(LOSS + "forward", np.array([[0.0, math.log(3.0)]]), np.array([1]))
+    by_hand("loss", as_array("loss", loss), -math.log(0.75), "logits [[0, ln 3]], label 1")
+    by_hand("dlogits", run(LOSS + "backward", 1.0, cache), [[0.25, -0.25]],
+            "logits [[0, ln 3]], label 1 (softmax minus one-hot, over B = 1)")
 
 
 @check("loss", "gradient check in float64: labels, label smoothing 0.1, soft targets", weight=2)
@@ -166,7 +197,7 @@ def loss_gradcheck(run):
     return "\n".join(reports)
 
 
-@check("loss", "large logits (1000) give a finite loss and gradient")
+@check("loss", "large logits (1000) give a finite loss and gradient; logits [1000, 0] worked by hand")
 def loss_large_logits(run):
     g = rng(20)
     for dtype in (np.float32, np.float64):
@@ -177,6 +208,11 @@ def loss_large_logits(run):
             f"z - max(z) - log(sum(exp(z - max(z))))")
         dz = as_array("dlogits", run(LOSS + "backward", 1.0, cache))
         assert np.all(np.isfinite(dz)), "dlogits has NaN or inf"
+        # by hand: probabilities [1, e^-1000] = [1, 0] to any precision; label 1 costs 1000
+        loss, cache = run(LOSS + "forward", np.array([[1000.0, 0.0]], dtype), np.array([1]))
+        by_hand(f"loss ({np.dtype(dtype).name})", as_array("loss", loss), 1000.0, "logits [[1000, 0]], label 1")
+        by_hand(f"dlogits ({np.dtype(dtype).name})", run(LOSS + "backward", 1.0, cache), [[1.0, -1.0]],
+                "logits [[1000, 0]], label 1")
 
 
 # --- adamw --------------------------------------------------------------------------------
@@ -220,7 +256,8 @@ def vit_config(**kw):
     return cfg
 
 
-@check("vit", "logits of shape (B, 10) in float32 and float64; dx has the images' shape")
+@check("vit", "logits of shape (B, 10) in float32 and float64; dx has the images' shape; a small step against "
+       "the gradients lowers the loss")
 def vit_shapes(run):
     g = rng(24)
     for dtype in ("float32", "float64"):
@@ -232,14 +269,30 @@ def vit_shapes(run):
         expect_array("dx", dx, x.shape, dtype)
         missing = [n for n, p in grads.items() if p is None]
         assert not missing, f"no gradient for {', '.join(missing)}"
+    # the gradients point uphill: one step of gradient descent on every weight lowers the loss
+    cfg, x, y = vit_config(dtype="float64"), randn(g, 4, 3, 8, 8), np.arange(4)
+    loss = run.local(LOSS + "forward")
+    before, cache = loss(run(DRIVERS + "vit_forward", run(DRIVERS + "vit", cfg), x), y)
+    m = run(DRIVERS + "vit", cfg)
+    run(DRIVERS + "vit_forward", m, x)
+    _, grads = run(DRIVERS + "vit_backward", m, run.local(LOSS + "backward")(1.0, cache))
+    state = run.local(DRIVERS + "vit")(cfg).state_dict()
+    stepped = {n: w - 1e-3 * np.asarray(grads.get(n), np.float64) for n, w in state.items()}
+    after, _ = loss(run(DRIVERS + "vit_forward", run(DRIVERS + "vit", cfg, stepped), x), y)
+    assert float(after) < float(before), (f"a step of 1e-3 against the gradients did not lower the loss ({float(before):.6f} "
+                                          f"-> {float(after):.6f}): the forward pass should depend on every weight and "
+                                          f"backward return the loss's gradients")
 
 
-@check("vit", "initial loss is about ln 10 = 2.30 (10 classes, small random head)")
+@check("vit", "initial loss is about ln 10 = 2.30 (10 classes, small random head), with logits that differ "
+       "between images")
 def vit_initial_loss(run):
     g = rng(25)
     x, y = randn(g, 32, 3, 8, 8, dtype=np.float32), g.integers(0, 10, 32)
     logits = run(DRIVERS + "vit_forward", run(DRIVERS + "vit", vit_config(embed_dim=32, depth=2)), x)
     expect_array("logits", logits, (32, 10), np.float32)
+    assert float(np.abs(logits - logits[:1]).max()) > 1e-6, \
+        "every image got the same logits: the forward pass should compute them from the image"
     loss = float(run.local(LOSS + "forward")(logits, y)[0])
     assert abs(loss - math.log(10)) < 0.25, f"initial loss {loss:.3f}, expected ~{math.log(10):.3f}"
     return f"initial loss {loss:.4f} (ln 10 = {math.log(10):.4f})"
