@@ -324,3 +324,82 @@ def test_a_submission_that_does_no_work_scores_nothing(tmp_path):
     earned = {part: s for part, (s, _) in scores(result).items() if s}
     assert not earned, {p: [t["name"] for t in result["tests"] if t["name"].startswith(p + ":")
                             and t["status"] == "passed"] for p in earned}
+
+
+# --- 4. answers recorded in an earlier grading, replayed ----------------------------------
+# The hidden checks compare with reference values, and their feedback shows some of them
+# ("the reference has 0.00115, yours nan"). With the same seeds in every grading, the
+# inputs of one grading are those of the next (and of next year's course): a student who
+# collected the expected values, over many submissions or from last year's published
+# feedback, answers from a table and writes no softmax at all. (Here the test computes the
+# table: for a grading with the seeds as written, and for another grading.) The public
+# checks keep their seeds (what a student runs is what is graded); they need no table.
+REPLAY = r'''
+import hashlib
+import numpy as np
+def _key(*arrays, extra=""):
+    h = hashlib.sha1(extra.encode())
+    for a in arrays:
+        h.update(np.ascontiguousarray(a).tobytes() + str(a.dtype).encode() + str(a.shape).encode())
+    return h.hexdigest()
+def _answer(table, key):
+    if key not in table:
+        raise NotImplementedError("not an input recorded earlier")
+    data, dtype, shape = table[key]
+    return np.array(data, dtype=dtype).reshape(shape)
+'''
+
+
+def recorded_softmax_answers():
+    """{key: answer} of every softmax call the hidden softmax checks make, as an earlier
+    grading made them: with the seeds as written, and with another grading's secret."""
+    import hashlib
+
+    import numpy as np
+
+    from minivit.assignment import checks
+    from minivit.assignment.remote import Reference
+
+    def key(*arrays, extra=""):
+        h = hashlib.sha1(extra.encode())
+        for a in arrays:
+            h.update(np.ascontiguousarray(a).tobytes() + str(a.dtype).encode() + str(a.shape).encode())
+        return h.hexdigest()
+
+    forward, backward = {}, {}
+
+    class Recorder(Reference):
+        def __call__(self, name, *args, **kwargs):
+            out = super().__call__(name, *args, **kwargs)
+            if name.endswith("softmax_forward"):
+                axis = kwargs.get("axis", args[1] if len(args) > 1 else -1)
+                forward[key(args[0], extra=str(axis))] = (out[0].tolist(), str(out[0].dtype), out[0].shape)
+            elif name.endswith("softmax_backward"):
+                backward[key(args[0], args[1][0])] = (out.tolist(), str(out.dtype), out.shape)
+            return out
+
+        def local(self, name):
+            return Reference().local(name)
+    checks.load()
+    kept = getattr(checks, "SALT", None)
+    try:
+        for salt in (None, secrets.token_hex(16)):
+            checks.SALT = salt
+            for c in checks.checks_for("softmax"):
+                if c.hidden:
+                    c.func(Recorder())
+    finally:
+        checks.SALT = kept
+    return forward, backward
+
+
+def test_answers_recorded_in_an_earlier_grading_do_not_score(base, tmp_path):
+    forward, backward = recorded_softmax_answers()
+    copy = tmp_path / "copy"
+    shutil.copytree(base, copy)
+    set_region(copy, "ops/softmax.py", "softmax", REPLAY + f"T = {forward!r}\n"
+               "y = _answer(T, _key(x, extra=str(axis)))\nreturn y, (y, axis)", index=0)
+    set_region(copy, "ops/softmax.py", "softmax", REPLAY + f"T = {backward!r}\n"
+               "return _answer(T, _key(dy, cache[0]))", index=1)
+    result, _ = grade_cli(copy, tmp_path / "results.json", PARTS)
+    assert_only_the_cheat_lost(result)

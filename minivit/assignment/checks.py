@@ -22,6 +22,7 @@ gradient check differentiates it numerically). Two kinds:
 Public checks (public.py, public_model.py) ship with the student copy; hidden ones
 (hidden.py) stay with the grader.
 """
+import hashlib
 import importlib
 import math
 from dataclasses import dataclass
@@ -32,6 +33,20 @@ import numpy as np
 from ..gradcheck import numerical_gradient
 
 CHECKS = {}         # "part.name" -> Check, in registration order
+# The grader's secret for one grading (grader.py sets it): the hidden checks' seeds are
+# combined with it (secret_rng, salted), so their inputs change from grading to grading and
+# answers recorded in one (their expected values show in the feedback) cannot be replayed
+# in the next. The public checks keep their seeds: what a student runs is what is graded.
+SALT = None
+
+
+def salted(seed):
+    """A hidden check's seed combined with the grading's secret (see SALT) by a one-way hash:
+    a seed that reaches the part's process (a dropout generator's) tells nothing of the
+    others. Without a secret (outside the grader): the seed as written."""
+    if SALT is None:
+        return seed
+    return int.from_bytes(hashlib.sha256(f"{SALT}:{seed}".encode()).digest()[:8], "little")
 
 
 @dataclass(frozen=True)
@@ -122,6 +137,11 @@ class Local:
 # --- helpers ------------------------------------------------------------------------------
 def rng(seed):
     return np.random.default_rng(seed)
+
+
+def secret_rng(seed):
+    """The hidden checks' generator: `seed` salted with the grading's secret."""
+    return np.random.default_rng(salted(seed))
 
 
 def randn(g, *shape, dtype=np.float64, scale=1.0, shift=0.0):

@@ -21,6 +21,7 @@ case; a last pass removes any line of the solution or of the hidden checks from 
 """
 import json
 import os
+import secrets
 import tempfile
 import time
 import traceback
@@ -193,6 +194,7 @@ def grade(submission, parts=None, out="results.json", time_limit=TIME_LIMIT, mem
         if iso.mode == "user" and sandbox.python_unreachable():
             raise RuntimeError(sandbox.python_unreachable())
         registry.load()
+        registry.SALT = secrets.token_hex(16)       # this grading's inputs (checks.SALT)
         by_part = {p: [c for c in registry.CHECKS.values() if c.part == p] for p in parts}
         g = Grading(sub, iso, time_limit, memory_mb, deadline, package, out)
         if jobs > 1 and iso.mode != "namespace":

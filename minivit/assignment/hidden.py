@@ -1,9 +1,10 @@
 """Hidden checks: they stay with the grader (not in the student copy, never in the part's
 process) and show on Gradescope after the grades are published.
 
-They are "values" checks: the grader sends inputs made from its fixed seeds to the part's
-process and compares what comes back with the same check computed on the reference
-solution, in its own process. Each value's name says which case it is ("logits near 100",
+They are "values" checks: the grader sends inputs made from their seeds, salted with a
+secret of the grading (checks.SALT: new inputs every grading, so answers recorded in one
+cannot be replayed), to the part's process and compares what comes back with the same check
+computed on the reference solution, in its own process. Each value's name says which case it is ("logits near 100",
 "axis 0", "Dh 16"), so the feedback says where an answer goes wrong. Inputs are chosen
 where wrong-but-plausible answers differ: rows with large means (LayerNorm over the wrong
 axis), logits near 100 in float32 (softmax without the max shift overflows), several
@@ -11,13 +12,14 @@ head sizes (attention without 1/sqrt(Dh)); diagnoses.py names those mistakes.
 """
 import numpy as np
 
-from .checks import Rng, check, randn, rng
+from .checks import Rng, check, randn, salted
+from .checks import secret_rng as rng
 from .public import BLOCK, GELU, LAYERNORM, LINEAR, MHSA, MLP, SDPA, SOFTMAX, block_params, mhsa_params, mlp_part
 from .public_model import ADAMW, CLS_POS, DRIVERS, EMBED, LOSS, PATCH, POOL, vit_config
 
 
 # --- linear -------------------------------------------------------------------------------
-@check("linear", "forward and backward equal the reference values (fixed seed; float32, float64, no bias)",
+@check("linear", "forward and backward equal the reference values (float32, float64, no bias)",
        hidden=True, kind="values", weight=2)
 def linear_values(run):
     g, out = rng(101), {}
@@ -113,12 +115,12 @@ def mhsa_values(run):
     return out
 
 
-@check("attention", "with attention dropout 0.25 (training, fixed rng): equals the reference",
+@check("attention", "with attention dropout 0.25 (training, a seeded rng): equals the reference",
        hidden=True, kind="values")
 def attention_dropout_values(run):
     g = rng(107)
     x, p, dy = randn(g, 2, 4, 8), mhsa_params(g, 8), randn(g, 2, 4, 8)
-    y, cache = run(MHSA + "forward", x, p, 2, attn_drop=0.25, train=True, rng=Rng(0))
+    y, cache = run(MHSA + "forward", x, p, 2, attn_drop=0.25, train=True, rng=Rng(salted(0)))
     dx, grads = run(MHSA + "backward", dy, cache)
     return {"out (dropout 0.25)": y, "dx (dropout 0.25)": dx, "d qkv.weight (dropout 0.25)": grads.get("qkv.weight")}
 
@@ -147,12 +149,12 @@ def block_values(run):
     return out
 
 
-@check("block", "with drop path 0.5 and dropout 0.1 (training, fixed rng): equals the reference",
+@check("block", "with drop path 0.5 and dropout 0.1 (training, a seeded rng): equals the reference",
        hidden=True, kind="values")
 def block_drop_path_values(run):
     g = rng(109)
     x, p, dy = randn(g, 6, 4, 8), block_params(g, 8, 16), randn(g, 6, 4, 8)
-    y, cache = run(BLOCK + "forward", x, p, 2, drop=0.1, drop_path=0.5, train=True, rng=Rng(1))
+    y, cache = run(BLOCK + "forward", x, p, 2, drop=0.1, drop_path=0.5, train=True, rng=Rng(salted(1)))
     dx, grads = run(BLOCK + "backward", dy, cache)
     return {"y (training)": y, "dx (training)": dx, "d norm1.weight (training)": grads.get("norm1.weight"),
             "d mlp.fc1.weight (training)": grads.get("mlp.fc1.weight")}
@@ -260,7 +262,7 @@ def vit_values(run):
     return out
 
 
-@check("vit", "in training mode with dropout and drop path (fixed seed, float32): equals the reference",
+@check("vit", "in training mode with dropout and drop path (a seeded model, float32): equals the reference",
        hidden=True, kind="values")
 def vit_train_mode_values(run):
     g = rng(114)
