@@ -13,9 +13,11 @@ import platform
 import secrets
 import shutil
 import socket
+import stat
 import subprocess
 import sys
 import threading
+import zipfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -403,3 +405,50 @@ def test_answers_recorded_in_an_earlier_grading_do_not_score(base, tmp_path):
                "return _answer(T, _key(dy, cache[0]))", index=1)
     result, _ = grade_cli(copy, tmp_path / "results.json", PARTS)
     assert_only_the_cheat_lost(result)
+
+
+# --- 5. uploads that break the reading of the submission ----------------------------------
+def test_an_upload_that_would_fill_the_graders_memory_is_refused_with_the_reason(base, tmp_path):
+    """A zip of 2000 copies of linear.py, 512 KB each (1 GB unpacked, 5 MB packed), graded with
+    Gradescope's 768 MB: refused with the reason, results.json written."""
+    upload = tmp_path / "upload.zip"
+    with zipfile.ZipFile(upload, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as z:
+        for p in base.rglob("*.py"):
+            z.write(p, p.relative_to(base).as_posix())
+        filler = b"#" * (512 << 10)
+        for i in range(2000):
+            info = zipfile.ZipInfo(f"old/{i}/minivit/ops/linear.py")
+            info.external_attr = (stat.S_IFREG | 0o644) << 16
+            z.writestr(info, filler, zipfile.ZIP_DEFLATED, 1)
+    out = tmp_path / "results.json"
+    cmd = [sys.executable, "-m", "minivit.assignment", "grade", str(upload), "--out", str(out), "--parts", *PARTS]
+    with memory_cgroup(768) as procs:
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env(), cwd=PACKAGE.parent,
+                           preexec_fn=lambda: procs.write_text(str(os.getpid())))
+    assert out.is_file(), f"no results.json (exit {r.returncode}):\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
+    result = json.loads(out.read_text())
+    assert result["score"] == 0 and "the submission could not be read" in result["tests"][0]["output"]
+    assert "MB" in result["tests"][0]["output"], result["tests"][0]["output"]
+
+
+def test_deep_folders_and_a_broken_zip_are_read_or_refused_with_the_reason(base, tmp_path):
+    deep = tmp_path / "deep"
+    shutil.copytree(base, deep)
+    nested = deep
+    for _ in range(1100):                                        # deeper than Python's recursion limit
+        nested = nested / "d"
+        nested.mkdir()
+    (nested / "linear.py").write_text("# an old copy\n")
+    result, _ = grade_cli(deep, tmp_path / "deep.json", PARTS)
+    assert_only_the_cheat_lost(result)                          # softmax is the copy's TODO here
+    broken = tmp_path / "broken.zip"
+    with zipfile.ZipFile(broken, "w", zipfile.ZIP_DEFLATED) as z:
+        for p in base.rglob("*.py"):
+            z.write(p, p.relative_to(base).as_posix())
+    data = bytearray(broken.read_bytes())
+    at = data.index(b"minivit/ops/linear.py") + 200                # inside that member's packed data
+    data[at:at + 64] = bytes(64)
+    broken.write_bytes(bytes(data))
+    result, _ = grade_cli(broken, tmp_path / "broken.json", PARTS)
+    assert result["score"] == 0
+    assert "the submission could not be read" in result["tests"][0]["output"], result["tests"][0]["output"]

@@ -33,7 +33,7 @@ from . import diagnoses, feedback, sandbox
 from .make import PACKAGE, marked_files
 from .parts import ORDER, PARTS, check_parts
 from .remote import PartDied, Reference, Remote, StudentError, TimeLimit, start_ready
-from .submission import Submission, part_tree
+from .submission import Submission, part_tree, tree_files
 
 TIME_LIMIT = 60          # seconds of wall clock per part
 MEMORY_MB = 1024         # address space per part (a NumPy process starts at ~300 MB of it)
@@ -178,7 +178,7 @@ def grade(submission, parts=None, out="results.json", time_limit=TIME_LIMIT, mem
     deadline = t0 + (total_time if total_time else 1e9)
     notes = []
     try:
-        sub = Submission.read(submission)
+        sub = Submission.read(submission, {rel.name for rel in tree_files(Path(package))} | {"assignment.json"})
         if Path(package).resolve().is_relative_to(sub.path):
             raise ValueError(f"the grader was imported from the submission itself ({package}): run it from "
                              f"another folder")

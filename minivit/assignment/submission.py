@@ -3,9 +3,10 @@ each part's tree made from it.
 
 A submission is a folder or a .zip (the whole copy, its minivit folder, or loose files such
 as linear.py: each file is found by the longest matching path suffix). Only regular files
-are read (a symbolic link is never followed: it could point at the grader's own files),
-each up to MAX_FILE bytes, and nothing of it is read again later: what a part's process
-does to the folder cannot change what another part is graded on.
+named like a file of a part's tree (or assignment.json) are read (a symbolic link is never
+followed: it could point at the grader's own files), each up to MAX_FILE bytes, MAX_TOTAL
+in all, at most MAX_DEPTH folders deep; nothing of it is read again later: what a part's
+process does to the folder cannot change what another part is graded on.
 
 A part's tree is the reference package with, in every file, the regions of that part
 replaced by the student's text between their markers, the regions of the parts it builds
@@ -18,6 +19,7 @@ import ast
 import os
 import stat
 import zipfile
+import zlib
 from pathlib import Path, PurePosixPath
 
 from .markers import HINT, MarkerError, find_regions
@@ -25,7 +27,9 @@ from .parts import PARTS, needs
 
 MAX_FILE = 512 << 10        # bytes of one file
 MAX_FILES = 20_000          # files listed in one submission
-WANTED = (".py", ".json")   # the only files read
+MAX_TOTAL = 64 << 20        # bytes read in all (a whole copy holds ~1 MB of them)
+MAX_DEPTH = 40              # folders below the submission's own
+WANTED = (".py", ".json")   # the only files read (without `names`)
 
 # what a part's process executes: the library the checks call, the glue, and the runner
 TREE_FILES = ("__init__.py", "backend.py", "init.py", "kernels.py", "model.py", "nn.py", "optim.py",
@@ -40,13 +44,20 @@ class Submission:
         self.files, self.path = files, path
 
     @classmethod
-    def read(cls, path):
+    def read(cls, path, names=None):
+        """names: the file names worth reading (default: every .py and .json file). Raises
+        ValueError (or FileNotFoundError) with the reason where it cannot be read."""
         path = Path(path).resolve()
+        wanted = (lambda name: name in names) if names else (lambda name: name.endswith(WANTED))
+        budget = [MAX_TOTAL]
         if path.is_file() and zipfile.is_zipfile(path):
-            return cls(_read_zip(path), path)
+            try:
+                return cls(_read_zip(path, wanted, budget), path)
+            except (zipfile.BadZipFile, zlib.error, RuntimeError, NotImplementedError, EOFError, OSError) as e:
+                raise ValueError(f"{path.name} could not be unpacked ({type(e).__name__}: {e})") from None
         if not path.is_dir():
             raise FileNotFoundError(f"the submission {path} is not a folder or a .zip file")
-        return cls(_read_dir(path), path)
+        return cls(_read_dir(path, wanted, budget), path)
 
     def locate(self, rel):
         """(path in the submission, text) of the student's minivit/<rel>, or (None, why)."""
@@ -76,18 +87,36 @@ class Submission:
             return None, f"{best} is not UTF-8 text"
 
 
-def _read_dir(root):
-    files = {}
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
-        dirnames[:] = [d for d in dirnames if d not in ("__pycache__", ".git", "__MACOSX")]
-        for name in filenames:
-            if not name.endswith(WANTED):
+def _take(files, name, data, budget):
+    """Keep one file's bytes (None: larger than MAX_FILE) within the submission's budget."""
+    if data is not None and len(data) > MAX_FILE:
+        data = None
+    budget[0] -= len(data or b"")
+    if budget[0] < 0:
+        raise ValueError(f"it holds more than {MAX_TOTAL >> 20} MB of files named like minivit's: upload your "
+                         f"minivit folder (or the files you edited) only")
+    files[name] = data
+
+
+def _read_dir(root, wanted, budget):
+    files, stack = {}, [(root, 0)]
+    while stack:                    # without recursion: a folder may be nested thousands deep
+        folder, depth = stack.pop()
+        try:
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError:
+            continue
+        for e in entries:
+            if e.is_dir(follow_symlinks=False):
+                if depth < MAX_DEPTH and e.name not in ("__pycache__", ".git", "__MACOSX"):
+                    stack.append((e.path, depth + 1))
+                continue
+            if not wanted(e.name):
                 continue
             if len(files) >= MAX_FILES:
                 return files
-            full = os.path.join(dirpath, name)
             try:
-                fd = os.open(full, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+                fd = os.open(e.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
             except OSError:
                 continue                                    # a symbolic link, or unreadable
             try:
@@ -96,22 +125,22 @@ def _read_dir(root):
                 data = os.read(fd, MAX_FILE + 1)
             finally:
                 os.close(fd)
-            files[Path(full).relative_to(root).as_posix()] = data if len(data) <= MAX_FILE else None
+            _take(files, Path(e.path).relative_to(root).as_posix(), data, budget)
     return files
 
 
-def _read_zip(path):
+def _read_zip(path, wanted, budget):
     files = {}
     with zipfile.ZipFile(path) as z:
         for info in z.infolist()[:MAX_FILES]:
             name = PurePosixPath(info.filename.lstrip("/"))
-            mode = info.external_attr >> 16
-            if info.is_dir() or ".." in name.parts or not name.name.endswith(WANTED) \
-                    or "__MACOSX" in name.parts or (mode and not stat.S_ISREG(mode)):
+            kind = stat.S_IFMT(info.external_attr >> 16)           # 0: no Unix type recorded
+            if info.is_dir() or ".." in name.parts or not wanted(name.name) or "__MACOSX" in name.parts \
+                    or kind not in (0, stat.S_IFREG):
                 continue
             with z.open(info) as f:
                 data = f.read(MAX_FILE + 1)
-            files[name.as_posix()] = data if len(data) <= MAX_FILE else None
+            _take(files, name.as_posix(), data, budget)
     return files
 
 
