@@ -13,6 +13,7 @@ import platform
 import secrets
 import shutil
 import socket
+import tempfile
 import stat
 import subprocess
 import sys
@@ -431,15 +432,35 @@ def test_an_upload_that_would_fill_the_graders_memory_is_refused_with_the_reason
     assert "MB" in result["tests"][0]["output"], result["tests"][0]["output"]
 
 
+def remove_deep(top):
+    """Remove a folder however deep it is nested (shutil.rmtree, and pytest's clean-up of old
+    temporary folders, recurse: past ~1000 levels they fail, for every later test run)."""
+    stack, order = [top], []
+    while stack:
+        d = stack.pop()
+        order.append(d)
+        for e in os.scandir(d):
+            if e.is_dir(follow_symlinks=False):
+                stack.append(e.path)
+            else:
+                os.unlink(e.path)
+    for d in reversed(order):
+        os.rmdir(d)
+
+
 def test_deep_folders_and_a_broken_zip_are_read_or_refused_with_the_reason(base, tmp_path):
     deep = tmp_path / "deep"
     shutil.copytree(base, deep)
-    nested = deep
-    for _ in range(1100):                                        # deeper than Python's recursion limit
-        nested = nested / "d"
+    nested = deep / "old"
+    try:
+        for _ in range(1100):                                    # deeper than Python's recursion limit
+            nested.mkdir()
+            nested = nested / "d"
         nested.mkdir()
-    (nested / "linear.py").write_text("# an old copy\n")
-    result, _ = grade_cli(deep, tmp_path / "deep.json", PARTS)
+        (nested / "linear.py").write_text("# an old copy\n")
+        result, _ = grade_cli(deep, tmp_path / "deep.json", PARTS)
+    finally:
+        remove_deep(deep / "old")
     assert_only_the_cheat_lost(result)                          # softmax is the copy's TODO here
     broken = tmp_path / "broken.zip"
     with zipfile.ZipFile(broken, "w", zipfile.ZIP_DEFLATED) as z:
@@ -452,3 +473,77 @@ def test_deep_folders_and_a_broken_zip_are_read_or_refused_with_the_reason(base,
     result, _ = grade_cli(broken, tmp_path / "broken.json", PARTS)
     assert result["score"] == 0
     assert "the submission could not be read" in result["tests"][0]["output"], result["tests"][0]["output"]
+
+
+# --- 6. grading without root (an instructor's laptop) -------------------------------------
+# The part's process runs as the instructor. It finds the reference in its own command line
+# (the grader's probes name it), tries to append to the grader's source (the next student's
+# grader) and kills the grader before it writes results.json.
+AS_THE_INSTRUCTOR = r'''
+import json, os, signal
+def _steal(name):
+    setup = json.loads(open("/proc/self/cmdline", "rb").read().split(b"\0")[-2])
+    for p in setup.get("probe", []):
+        if p.endswith("softmax.py"):
+            try:
+                ns = {"__name__": "minivit.ops._stolen", "__package__": "minivit.ops"}
+                exec(open(p).read(), ns)
+                return ns[name]
+            except OSError:
+                pass
+            try:
+                with open(os.path.join(os.path.dirname(os.path.dirname(p)), "assignment", "grader.py"), "a") as f:
+                    f.write("\n# PATCHED-BY-A-STUDENT\n")
+            except OSError:
+                pass
+    if KILL:
+        os.kill(os.getppid(), signal.SIGKILL)
+    raise NotImplementedError
+'''
+
+
+def landlock_abi():
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.syscall.restype = ctypes.c_long
+    return max(0, libc.syscall(444, None, ctypes.c_size_t(0), ctypes.c_uint32(1)))
+
+
+@needs_root
+@pytest.mark.slow
+def test_grading_without_root_keeps_the_part_out_of_the_instructors_files(base, autograder, tmp_path):
+    """As a throwaway ordinary user (setpriv), with the autograder's Python. Needs Landlock
+    (Linux 5.13+; 6.12+ to keep the grader from being killed): without it, INSTRUCTORS.md says
+    what an ordinary user's grading cannot prevent."""
+    abi = landlock_abi()
+    if not abi:
+        pytest.skip("this kernel has no Landlock: a grading without root cannot keep the part out of your files")
+    from minivit.assignment.sandbox import free_uid, pids_where
+    uid = free_uid()
+    work = Path(tempfile.mkdtemp(prefix="minivit-nonroot-"))
+    try:
+        shutil.copytree(PACKAGE, work / "pkg" / "minivit", ignore=shutil.ignore_patterns("__pycache__"))
+        shutil.copytree(base, work / "sub")
+        cheat = AS_THE_INSTRUCTOR.replace("KILL", str(abi >= 6))
+        set_region(work / "sub", "ops/softmax.py", "softmax", cheat + 'return _steal("softmax_forward")(x, axis)',
+                   index=0)
+        set_region(work / "sub", "ops/softmax.py", "softmax", cheat + 'return _steal("softmax_backward")(dy, cache)',
+                   index=1)
+        for p in [work, *work.rglob("*")]:
+            os.lchown(p, uid, uid)
+        work.chmod(0o755)
+        grader_source = (work / "pkg" / "minivit" / "assignment" / "grader.py").read_bytes()
+        r = subprocess.run(["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--",
+                            str(autograder.root / "venv" / "bin" / "python"), "-m", "minivit.assignment", "grade",
+                            str(work / "sub"), "--out", str(work / "out" / "results.json"), "--parts", *PARTS],
+                           cwd=work / "pkg", env={"PATH": "/usr/bin:/bin", "HOME": str(work)},
+                           capture_output=True, text=True, timeout=300)
+        out = work / "out" / "results.json"
+        assert out.is_file(), f"no results.json (exit {r.returncode}):\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
+        result = json.loads(out.read_text())
+        assert_only_the_cheat_lost(result)
+        assert (work / "pkg" / "minivit" / "assignment" / "grader.py").read_bytes() == grader_source
+        assert "confined by Landlock" in result["output"]
+    finally:
+        for pid in pids_where("Uid", uid):                # only the throwaway user's processes
+            os.kill(pid, 9)
+        shutil.rmtree(work, ignore_errors=True)

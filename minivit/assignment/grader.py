@@ -51,6 +51,7 @@ class Grading:
         self.regions = marked_files(self.package)
         self.readable = set()           # what a part's user could read that it should not
         self.unconfined = False         # a part's process ran without its seccomp filter
+        self.landlock = None            # the lowest Landlock ABI a part ran under (0: none)
 
     def limits(self, uid):
         lim = {"RLIMIT_CPU": int(self.time_limit) + 5, "RLIMIT_CORE": 0, "RLIMIT_FSIZE": 64 << 20,
@@ -83,6 +84,8 @@ class Grading:
             raise PartDied(f"the part's process could not start ({status}); please tell your instructor") from None
         self.readable.update(ready.get("readable", []) + ready.get("writable", []))
         self.unconfined |= ready.get("denied") is None
+        abi = ready.get("landlock") if isinstance(ready.get("landlock"), int) else 0
+        self.landlock = abi if self.landlock is None else min(self.landlock, abi)
         return proc
 
 
@@ -203,7 +206,7 @@ def grade(submission, parts=None, out="results.json", time_limit=TIME_LIMIT, mem
             notes.append("parts ran one at a time (--jobs needs namespaces: INSTRUCTORS.md)")
         with ThreadPoolExecutor(max(1, jobs)) as pool:
             done = list(pool.map(lambda p: (p, *grade_part(g, p, by_part[p])), parts))
-        notes.append("isolation: " + g.isolation.describe())
+        notes.append("isolation: " + g.isolation.describe(g.landlock))
         if g.unconfined:
             notes.append("WARNING: the parts' processes ran without their seccomp filter (this machine's "
                           "architecture is not known to minivit/assignment/jail.py)")

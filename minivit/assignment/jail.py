@@ -4,11 +4,14 @@ The grader copies this file beside runner.py into the part's folder; the runner 
 order: enter_jail (namespaces only: a root filesystem of its own), be_init (PID 1 of the
 namespace), set_limits, first_to_go (the kernel's out-of-memory killer takes the part's
 processes first), drop_privileges (to the part's unprivileged uid, as root) or
-no_new_privileges (as an ordinary user), then deny_syscalls: a seccomp filter that refuses
-the system calls through which something could outlive the part or reach another process
-(System V IPC, POSIX message queues and keyrings persist on the machine; sockets reach
-other processes; ptrace and process_vm_* read another process's memory). Standard library
-only.
+no_new_privileges (as an ordinary user), then restrict_files (Landlock, where the kernel
+has it: the process reads only the system's folders, the Python installation and its tree,
+writes only its home, and cannot signal or trace a process outside it: as an ordinary user
+this is what keeps it out of the instructor's files and away from the grader) and
+deny_syscalls: a seccomp filter that refuses the system calls through which something
+could outlive the part or reach another process (System V IPC, POSIX message queues and
+keyrings persist on the machine; sockets reach other processes; ptrace and process_vm_*
+read another process's memory). Standard library only.
 """
 import os
 import platform
@@ -28,6 +31,14 @@ DENIED = {
 }
 X32_BIT = 0x40000000                                    # x86_64's other ABI: refused whole
 SECCOMP_RET_ALLOW, SECCOMP_RET_ERRNO, EPERM = 0x7FFF0000, 0x00050000, 1
+
+# Landlock (Linux >= 5.13): the same system call numbers on every architecture
+LANDLOCK_CREATE_RULESET, LANDLOCK_ADD_RULE, LANDLOCK_RESTRICT_SELF = 444, 445, 446
+LANDLOCK_CREATE_RULESET_VERSION, LANDLOCK_RULE_PATH_BENEATH = 1, 1
+EXECUTE, WRITE_FILE, READ_FILE, READ_DIR = 1 << 0, 1 << 1, 1 << 2, 1 << 3
+ALL_FS = {1: (1 << 13) - 1, 2: (1 << 14) - 1, 3: (1 << 15) - 1, 4: (1 << 15) - 1, 5: (1 << 16) - 1}
+TRUNCATE, IOCTL_DEV = 1 << 14, 1 << 15
+SCOPE_ABSTRACT_UNIX_SOCKET, SCOPE_SIGNAL = 1 << 0, 1 << 1
 
 
 def _libc():
@@ -132,6 +143,52 @@ def first_to_go():
             f.write("1000")
     except OSError:
         pass
+
+
+def restrict_files(readable, writable, devices):
+    """Landlock: from now on this process and its children may read (and run) only what is
+    beneath `readable`, write only beneath `writable`, use the `devices` files, and (ABI 6)
+    neither signal a process outside nor reach its abstract sockets. Returns the Landlock
+    ABI in force, or None where the kernel has none."""
+    libc, ctypes = _libc()
+    libc.syscall.restype = ctypes.c_long
+    abi = libc.syscall(LANDLOCK_CREATE_RULESET, None, ctypes.c_size_t(0), ctypes.c_uint32(LANDLOCK_CREATE_RULESET_VERSION))
+    if abi < 1:
+        return None
+    handled = ALL_FS[min(abi, 5)]
+
+    class Ruleset(ctypes.Structure):
+        _fields_ = [("fs", ctypes.c_uint64), ("net", ctypes.c_uint64), ("scoped", ctypes.c_uint64)]
+
+    class PathBeneath(ctypes.Structure):
+        _pack_ = 1
+        _fields_ = [("allowed", ctypes.c_uint64), ("parent_fd", ctypes.c_int32)]
+    attr = Ruleset(handled, 0, SCOPE_ABSTRACT_UNIX_SOCKET | SCOPE_SIGNAL if abi >= 6 else 0)
+    size = 24 if abi >= 6 else 16 if abi >= 4 else 8
+    ruleset = libc.syscall(LANDLOCK_CREATE_RULESET, ctypes.byref(attr), ctypes.c_size_t(size), ctypes.c_uint32(0))
+    if ruleset < 0:
+        return None
+    file_rights = (EXECUTE | WRITE_FILE | READ_FILE) | (handled & (TRUNCATE | IOCTL_DEV))
+    try:
+        for paths, rights in ((readable, EXECUTE | READ_FILE | READ_DIR), (writable, handled),
+                              (devices, file_rights)):
+            for path in paths:
+                try:
+                    fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
+                except OSError:
+                    continue                                    # not on this machine
+                try:
+                    rule = PathBeneath(rights if os.path.isdir(path) else rights & file_rights, fd)
+                    if libc.syscall(LANDLOCK_ADD_RULE, ruleset, LANDLOCK_RULE_PATH_BENEATH, ctypes.byref(rule),
+                                    ctypes.c_uint32(0)) != 0:
+                        return None                             # the grader warns: no restriction
+                finally:
+                    os.close(fd)
+        if libc.syscall(LANDLOCK_RESTRICT_SELF, ruleset, ctypes.c_uint32(0)) != 0:
+            return None
+    finally:
+        os.close(ruleset)
+    return abi
 
 
 def deny_syscalls():

@@ -219,6 +219,26 @@ def serve(tree, reply_fd, max_reply):
             write_message(reply_fd, reply)
 
 
+def can_read(path):
+    """Whether this process can open `path` (os.access does not see Landlock's rules)."""
+    try:
+        os.close(os.open(path, os.O_RDONLY | os.O_NONBLOCK))
+        return True
+    except OSError:
+        return False
+
+
+def can_write(folder):
+    """Whether this process can create a file in `folder` (it removes what it made)."""
+    probe = os.path.join(folder, f".minivit-probe-{os.getpid()}")
+    try:
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except OSError:
+        return False
+    os.unlink(probe)
+    return True
+
+
 def load_jail():
     """jail.py, beside this file in the part's folder (the script's folder is not on sys.path
     under -I, and the student's tree must not be searched for it)."""
@@ -243,6 +263,7 @@ def main(setup):
         jail.drop_privileges(setup["uid"])
     else:
         jail.no_new_privileges()
+    landlock = jail.restrict_files(**setup["files"])
     denied = jail.deny_syscalls()
     home, tree = setup["home"], setup["tree"]
     os.environ.clear()
@@ -254,10 +275,9 @@ def main(setup):
     sys.dont_write_bytecode = True
     reply_fd = setup["reply_fd"]
     import numpy                                        # noqa: F401 - before saying "ready"
-    readable = [p for p in setup.get("probe", []) if os.access(p, os.R_OK)]
-    writable = [p for p in setup.get("probe_write", []) if os.access(p, os.W_OK)]
     write_message(reply_fd, {"id": 0, "ok": True, "ready": True, "uid": os.getuid(), "denied": denied,
-                             "readable": readable, "writable": writable})
+                             "landlock": landlock, "readable": [p for p in setup.get("probe", []) if can_read(p)],
+                             "writable": [p for p in setup.get("probe_write", []) if can_write(p)]})
     serve(tree, reply_fd, setup["max_reply"])
 
 

@@ -41,15 +41,28 @@ class Isolation:
     def __init__(self, mode, net=False, unshare=None):
         self.mode, self.net, self.unshare = mode, net, unshare
 
-    def describe(self):
+    def describe(self, landlock=None):
+        """landlock: the Landlock ABI every part ran under (None: not every part had it)."""
+        confined = ""
+        if landlock:
+            confined = (", confined by Landlock (it could read only the system's folders, Python's and its own, "
+                        "write only its home" + (", and signal no other process)" if landlock >= 6 else
+                                                 "; this kernel could not stop it signalling your processes: "
+                                                 "Linux 6.12 can)"))
         if self.mode == "namespace":
             return ("each part ran as a fresh unprivileged user in namespaces of its own (its own root "
                     "filesystem and processes" + (", no network)" if self.net else ")"))
         if self.mode == "user":
+            if confined:
+                return "each part ran as a fresh unprivileged user (no namespaces here)" + confined
             return ("each part ran as a fresh unprivileged user (no namespaces here: what it could read is up "
                     "to file permissions)")
+        if confined:
+            return ("isolation is weaker than as root: the grader is not root, so each part ran as your own "
+                    "user" + confined + "; grade as root or in a container for full isolation (INSTRUCTORS.md)")
         return ("isolation is weaker: the grader is not root, so each part ran as your own user and could read "
-                "what you can (grade as root or in a container for full isolation: INSTRUCTORS.md)")
+                "what you can, and write your files (grade as root or in a container for full isolation, or on "
+                "Linux 5.13+ with Landlock: INSTRUCTORS.md)")
 
 
 def detect(requested="auto"):
@@ -193,8 +206,11 @@ class PartProcess:
                  "limits": limits, "max_reply": MAX_REPLY, "probe": [str(p) for p in probe],
                  "probe_write": [str(p) for p in probe_write]}
         prefix = []
+        ro = _outermost([d for d in SYSTEM_DIRS if os.path.lexists(d)] + py_dirs + [str(tree)])
+        # Landlock, in every mode (jail.restrict_files): all the part may read, and its home
+        setup["files"] = {"readable": ro + ["/proc", "/sys"], "writable": [home],
+                          "devices": ["/dev/null", "/dev/zero", "/dev/random", "/dev/urandom"]}
         if isolation.mode == "namespace":
-            ro = _outermost([d for d in SYSTEM_DIRS if os.path.lexists(d)] + py_dirs + [str(tree)])
             # covered where they lie inside a bound folder; never a folder holding one (a .venv
             # inside the instructor's checkout stays visible, the package beside it does not)
             hide = {str(h) for h in hide if not any(r.startswith(str(h).rstrip("/") + "/") for r in ro)}
