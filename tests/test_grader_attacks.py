@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from assignment_util import PACKAGE, env, fresh, grade_cli, outputs, scores, secrets_in, set_region
+from assignment_util import PACKAGE, edit, env, fresh, grade_cli, outputs, scores, secrets_in, set_region
 from minivit.assignment.make import fill
 from minivit.assignment.parts import PARTS as PARTS_POINTS
 
@@ -547,3 +547,21 @@ def test_grading_without_root_keeps_the_part_out_of_the_instructors_files(base, 
         for pid in pids_where("Uid", uid):                # only the throwaway user's processes
             os.kill(pid, 9)
         shutil.rmtree(work, ignore_errors=True)
+
+
+# --- 7. text of the student's choosing in results.json ------------------------------------
+def test_a_part_cannot_fill_its_feedback_with_text_of_its_choosing(base, tmp_path):
+    """Whatever a part's code can read it can try to smuggle out in its feedback (the
+    reference of the parts it runs on, by design): in an exception's message (500 characters
+    shown), and in whatever a check repeats of what came back. Here: the names of a returned
+    dict, 200 of them, 100 characters each."""
+    parts = ["attention"]
+    copy = fresh(tmp_path, parts=parts)
+    fill(copy, parts)
+    edit(copy, "ops/attention.py", "return dx, {name: g for name, g in grads.items() if g is not None}",
+         'return dx, {**{name: g for name, g in grads.items() if g is not None}, '
+         '**{f"SMUGGLED{i:04d}" + "x" * 88: 0.0 for i in range(200)}}', count=1)
+    result, _ = grade_cli(copy, tmp_path / "results.json", parts)
+    text = json.dumps(result)
+    per_check = max(t["output"].count("SMUGGLED") for t in result["tests"])
+    assert per_check <= 3, (per_check, len(text))

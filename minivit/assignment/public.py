@@ -40,6 +40,16 @@ def proportional_to_exp(name, scores, p, axis, what="x"):
                              f"answer is not enough)")
 
 
+def names_differ(got, want):
+    """What is wrong with the names of a returned dict (its own names shown only briefly: the
+    grader repeats no more than a few words of what a student's code returned)."""
+    if not isinstance(got, dict):
+        return f"expected a dict with {', '.join(sorted(want))}, got a {type(got).__name__}"
+    missing, extra = sorted(set(want) - set(got)), sorted(map(str, set(got) - set(want)))
+    shown = ", ".join(repr(n[:40]) for n in extra[:3]) + (f" and {len(extra) - 3} more" if len(extra) > 3 else "")
+    return "; ".join(([f"missing {', '.join(missing)}"] if missing else []) + ([f"unexpected {shown}"] if extra else []))
+
+
 def identity_mlp(D, hidden, dtype=np.float64):
     """MLP parameters that pass the first D features through: fc2(GELU(fc1(x))) = GELU(x)."""
     eye = np.eye(hidden, D, dtype=dtype)
@@ -259,8 +269,7 @@ def attention_shapes(run):
         out2, cache = run(MHSA + "forward", x, p, 2)
         dx, grads = run(MHSA + "backward", randn(g, 2, 5, 6, dtype=dtype), cache)
         expect_array("mhsa dx", dx, x.shape, dtype)
-        assert isinstance(grads, dict) and set(grads) == set(p), \
-            f"mhsa gradients should be a dict for {sorted(p)}, got {sorted(grads) if isinstance(grads, dict) else grads}"
+        assert isinstance(grads, dict) and set(grads) == set(p), f"mhsa gradients: {names_differ(grads, p)}"
         for name in p:
             expect_array(f"d {name}", grads[name], p[name].shape, dtype)
 
@@ -314,16 +323,14 @@ def block_shapes(run):
         expect_array("mlp y", y, x.shape, dtype)
         dx, grads = run(MLP + "backward", randn(g, 2, 5, 8, dtype=dtype), cache)
         expect_array("mlp dx", dx, x.shape, dtype)
-        assert isinstance(grads, dict) and set(grads) == set(mp), \
-            f"mlp gradients should be for {sorted(mp)}, got {sorted(grads) if isinstance(grads, dict) else grads}"
+        assert isinstance(grads, dict) and set(grads) == set(mp), f"mlp gradients: {names_differ(grads, mp)}"
         y, a, cache = run(BLOCK + "forward", x, p, 2, return_attn=True)
         expect_array("block y", y, x.shape, dtype)
         expect_array("block A", a, (2, 2, 5, 5), dtype)
         y, cache = run(BLOCK + "forward", x, p, 2)
         dx, grads = run(BLOCK + "backward", randn(g, 2, 5, 8, dtype=dtype), cache)
         expect_array("block dx", dx, x.shape, dtype)
-        assert isinstance(grads, dict) and set(grads) == set(p), \
-            f"block gradients should be for {sorted(p)}, got {sorted(grads) if isinstance(grads, dict) else grads}"
+        assert isinstance(grads, dict) and set(grads) == set(p), f"block gradients: {names_differ(grads, p)}"
         for name in p:
             expect_array(f"d {name}", grads[name], p[name].shape, dtype)
     x = randn(g, 2, 5, 8)

@@ -24,6 +24,7 @@ from .checks import Local, Rng
 from .runner import ProtocolError, encode_message, read_message
 
 MAX_REPLY = 16 << 20        # bytes in one reply (the largest check needs < 1 MB)
+MAX_TEXT, MAX_KEY = 200, 100    # characters of a string, of a dict's key, that came back
 REFERENCE_LOCK = threading.RLock()
 
 
@@ -135,8 +136,10 @@ class Remote:
         raise TypeError(f"cannot send a {type(v).__name__} to the part's process")
 
     def _decode(self, node, arrays, rid):
+        if isinstance(node, str):
+            return node[:MAX_TEXT]          # the runner caps them too, but a reply may be forged
         if not isinstance(node, dict):
-            return node if node is None or isinstance(node, (bool, int, float, str)) else None
+            return node if node is None or isinstance(node, (bool, int, float)) else None
         ref = node.get("r")
         ref = tuple(ref) if isinstance(ref, list) and ref and ref[0] == rid else None
         if "a" in node:
@@ -149,7 +152,8 @@ class Remote:
                 out = kind(self._decode(x, arrays, rid) for x in node[key])
                 return self._track(out, ref)
         if isinstance(node.get("d"), dict):
-            return self._track(RDict({str(k): self._decode(x, arrays, rid) for k, x in node["d"].items()}), ref)
+            return self._track(RDict({str(k)[:MAX_KEY]: self._decode(x, arrays, rid) for k, x in node["d"].items()}),
+                               ref)
         return self._track(Opaque(str(node.get("o", "object"))[:60], ref), ref)
 
     def _track(self, obj, ref):
