@@ -565,3 +565,55 @@ def test_a_part_cannot_fill_its_feedback_with_text_of_its_choosing(base, tmp_pat
     text = json.dumps(result)
     per_check = max(t["output"].count("SMUGGLED") for t in result["tests"])
     assert per_check <= 3, (per_check, len(text))
+
+
+# --- 8. the reference installed where the grader's Python finds it -----------------------
+STEAL_FROM_SYS_PATH = r'''
+import os, sys
+def _steal(name):
+    for root in sys.path:
+        cand = os.path.join(root, "minivit", "ops", "softmax.py")
+        if not root or os.path.realpath(cand) == os.path.realpath(__file__):
+            continue
+        try:
+            src = open(cand).read()
+        except OSError:
+            continue
+        ns = {"__name__": "minivit.ops._stolen", "__package__": "minivit.ops"}
+        exec(src, ns)
+        return ns[name]
+    raise RuntimeError("nothing on sys.path")
+'''
+
+
+@needs_root
+@pytest.mark.slow
+@pytest.mark.parametrize("isolation", ["auto", "user"])
+def test_the_reference_installed_in_site_packages_is_out_of_reach(base, autograder, tmp_path, isolation):
+    """An instructor who ran `pip install .` (not -e): the grader, and the reference, are in
+    the site-packages the part's Python imports NumPy from. (As root without namespaces the
+    part's user could read it; the grader then warns. Landlock keeps it out.)"""
+    if isolation == "user" and not landlock_abi():
+        pytest.skip("without namespaces, only Landlock keeps a part out of a readable site-packages")
+    python = autograder.root / "venv" / "bin" / "python"
+    site = Path(subprocess.run([str(python), "-c", "import numpy, os; print(os.path.dirname(os.path.dirname("
+                                "numpy.__file__)))"], capture_output=True, text=True, check=True).stdout.strip())
+    installed = site / "minivit"
+    copy = tmp_path / "copy"
+    shutil.copytree(base, copy)
+    set_region(copy, "ops/softmax.py", "softmax", STEAL_FROM_SYS_PATH + 'return _steal("softmax_forward")(x, axis)',
+               index=0)
+    set_region(copy, "ops/softmax.py", "softmax", STEAL_FROM_SYS_PATH + 'return _steal("softmax_backward")(dy, cache)',
+               index=1)
+    try:
+        shutil.copytree(PACKAGE, installed, ignore=shutil.ignore_patterns("__pycache__"))
+        for p in [installed, *installed.rglob("*")]:
+            p.chmod(0o755 if p.is_dir() else 0o644)
+        out = tmp_path / "results.json"
+        r = subprocess.run([str(python), "-m", "minivit.assignment", "grade", str(copy), "--out", str(out),
+                            "--parts", *PARTS, "--isolation", isolation], cwd="/", env={"PATH": "/usr/bin:/bin"},
+                           capture_output=True, text=True, timeout=300)
+        assert out.is_file(), f"no results.json (exit {r.returncode}):\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
+        assert_only_the_cheat_lost(json.loads(out.read_text()))
+    finally:
+        shutil.rmtree(installed, ignore_errors=True)

@@ -145,11 +145,11 @@ def first_to_go():
         pass
 
 
-def restrict_files(readable, writable, devices):
+def restrict_files(readable, listable, writable, devices):
     """Landlock: from now on this process and its children may read (and run) only what is
-    beneath `readable`, write only beneath `writable`, use the `devices` files, and (ABI 6)
-    neither signal a process outside nor reach its abstract sockets. Returns the Landlock
-    ABI in force, or None where the kernel has none."""
+    beneath `readable`, list the folders beneath `listable`, write only beneath `writable`,
+    use the `devices` files, and (ABI 6) neither signal a process outside nor reach its
+    abstract sockets. Returns the Landlock ABI in force, or None where the kernel has none."""
     libc, ctypes = _libc()
     libc.syscall.restype = ctypes.c_long
     abi = libc.syscall(LANDLOCK_CREATE_RULESET, None, ctypes.c_size_t(0), ctypes.c_uint32(LANDLOCK_CREATE_RULESET_VERSION))
@@ -170,8 +170,8 @@ def restrict_files(readable, writable, devices):
         return None
     file_rights = (EXECUTE | WRITE_FILE | READ_FILE) | (handled & (TRUNCATE | IOCTL_DEV))
     try:
-        for paths, rights in ((readable, EXECUTE | READ_FILE | READ_DIR), (writable, handled),
-                              (devices, file_rights)):
+        for paths, rights in ((readable, EXECUTE | READ_FILE | READ_DIR), (listable, READ_DIR),
+                              (writable, handled), (devices, file_rights)):
             for path in paths:
                 try:
                     fd = os.open(path, os.O_PATH | os.O_CLOEXEC)

@@ -186,6 +186,34 @@ def python_unreachable():
     return None
 
 
+def _readable(roots, hidden):
+    """(what a part may read, the folders it may only list): each root whole or, where a
+    hidden path lies inside it, the root listed (names are no secret) and every entry of it
+    but the one that is (or leads to) the hidden path. Landlock rules only allow, and a
+    folder allowed is allowed with everything beneath it. Links are judged by where they
+    point."""
+    hidden = [os.path.realpath(h) for h in hidden]
+
+    def inside(path, folder):
+        return path == folder or path.startswith(folder.rstrip("/") + "/")
+    read, listed = [], []
+    for root in roots:
+        real = os.path.realpath(root)
+        if any(inside(real, h) for h in hidden):
+            continue
+        if not any(inside(h, real) for h in hidden):
+            read.append(root)
+            continue
+        try:
+            entries = sorted(os.listdir(real))
+        except OSError:
+            continue
+        more_read, more_listed = _readable([os.path.join(real, e) for e in entries], hidden)
+        read += more_read
+        listed += [real] + more_listed
+    return read, listed
+
+
 def _outermost(paths):
     out = []
     for p in sorted(set(paths)):
@@ -207,13 +235,15 @@ class PartProcess:
                  "probe_write": [str(p) for p in probe_write]}
         prefix = []
         ro = _outermost([d for d in SYSTEM_DIRS if os.path.lexists(d)] + py_dirs + [str(tree)])
+        # covered where they lie inside a folder the part reads (the reference installed in
+        # site-packages); never a folder holding one (a .venv inside the instructor's checkout
+        # stays visible, the package beside it does not)
+        hide = {str(h) for h in hide if not any(r.startswith(str(h).rstrip("/") + "/") for r in ro)}
         # Landlock, in every mode (jail.restrict_files): all the part may read, and its home
-        setup["files"] = {"readable": ro + ["/proc", "/sys"], "writable": [home],
+        readable, listable = _readable(ro, hide)
+        setup["files"] = {"readable": readable + ["/proc", "/sys"], "listable": listable, "writable": [home],
                           "devices": ["/dev/null", "/dev/zero", "/dev/random", "/dev/urandom"]}
         if isolation.mode == "namespace":
-            # covered where they lie inside a bound folder; never a folder holding one (a .venv
-            # inside the instructor's checkout stays visible, the package beside it does not)
-            hide = {str(h) for h in hide if not any(r.startswith(str(h).rstrip("/") + "/") for r in ro)}
             setup["jail"] = {"root": str(part_dir / "root"), "ro": ro, "home": home, "uid": uid,
                              "home_mb": HOME_MB, "hide": sorted(hide)}
             prefix = [isolation.unshare, "--mount", "--pid", "--ipc", "--fork", "--kill-child", "--mount-proc"]
