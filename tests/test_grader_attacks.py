@@ -313,7 +313,7 @@ NOWORK = {
  ("ops/pool.py", "cls_pool", 1): "import numpy as np\nshape, mode = cache\nreturn np.zeros(shape, dy.dtype)",
  ("ops/loss.py", "loss", 0): "import numpy as np\nreturn np.asarray(np.log(K), logits.dtype), (logits, t)",
  ("ops/loss.py", "loss", 1): "import numpy as np\nreturn np.zeros_like(cache[0])",
- ("optim.py", "adamw", 0): "pass",
+ ("optim.py", "adamw", 0): "for _, p in self.params:\n    p.data[...] = 0",      # the quadratic's minimum
  ("model.py", "vit", 0): "xp = self.xp\nlogits = xp.zeros((x.shape[0], self.num_classes), self.dtype)\nself.cache = x.shape\nmaps = [xp.ones((x.shape[0], self.num_heads, self.num_patches + 1, self.num_patches + 1), self.dtype) / (self.num_patches + 1) for _ in self.blocks]\nreturn (logits, maps) if return_attn else logits",
  ("model.py", "vit", 1): "for _, p in self.named_parameters():\n    p.accumulate(self.xp.zeros_like(p.data))\nreturn self.xp.zeros(self.cache, self.dtype)",
 }

@@ -19,14 +19,15 @@ def adamw_steps(params, grads, **options):
     return {name: p.data for name, p in named}
 
 
-def adamw_on_quadratic(w, steps, **options):
-    """AdamW on L(w) = ||w||^2 (gradient 2 w) from w, for `steps` steps; returns w."""
+def adamw_on_quadratic(w, steps, target=0.0, **options):
+    """AdamW on L(w) = ||w - target||^2 (gradient 2 (w - target)) from w, for `steps` steps;
+    returns w."""
     from ..nn import Parameter
     from ..optim import AdamW
     p = Parameter(np.array(w, copy=True))
     opt = AdamW([("w", p)], **options)
     for _ in range(steps):
-        p.grad = 2 * p.data
+        p.grad = 2 * (p.data - target)
         opt.step()
     return p.data
 
