@@ -617,3 +617,44 @@ def test_the_reference_installed_in_site_packages_is_out_of_reach(base, autograd
         assert_only_the_cheat_lost(json.loads(out.read_text()))
     finally:
         shutil.rmtree(installed, ignore_errors=True)
+
+
+# --- 9. a backward pass by finite differences --------------------------------------------
+# The forward pass written; the backward pass computed by differencing the student's own
+# forward pass, element by element (one forward pass per element: seconds on the checks'
+# small inputs, hours at the size of a real ViT, so it gives up on large inputs).
+FINITE_DIFFERENCES = r'''
+import numpy as np
+def _softmax(x, axis):
+    e = np.exp(x - x.max(axis=axis, keepdims=True))
+    return e / e.sum(axis=axis, keepdims=True)
+x, axis = cache
+if x.size > 5000:
+    raise MemoryError("too large to difference")
+x64, dy64, h = x.astype(np.float64), dy.astype(np.float64), 1e-3
+grad = np.zeros_like(x64)
+flat, out = x64.reshape(-1), grad.reshape(-1)
+def loss(i, step):
+    old = flat[i]
+    flat[i] = old + step
+    value = (_softmax(x64, axis) * dy64).sum()
+    flat[i] = old
+    return value
+for i in range(flat.size):
+    out[i] = (8 * (loss(i, h) - loss(i, -h)) - (loss(i, 2 * h) - loss(i, -2 * h))) / (12 * h)
+return grad.astype(x.dtype)
+'''
+
+
+def test_a_backward_pass_by_finite_differences_earns_nothing(base, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(base, copy)
+    set_region(copy, "ops/softmax.py", "softmax", "import numpy as np\ne = np.exp(x - x.max(axis=axis, keepdims=True))\n"
+               "y = e / e.sum(axis=axis, keepdims=True)\nreturn y, (x, axis)", index=0)
+    set_region(copy, "ops/softmax.py", "softmax", FINITE_DIFFERENCES, index=1)
+    result, _ = grade_cli(copy, tmp_path / "results.json", PARTS)
+    earned = {t["name"].split(": ", 1)[1].split(" (")[0] for t in result["tests"]
+              if t["name"].startswith("softmax:") and t["status"] == "passed"}
+    # the checks of the forward pass alone, and nothing that checks a backward pass
+    assert earned == {"shapes and dtypes; every slice along `axis` sums to 1",
+                      "large logits"}, earned

@@ -220,3 +220,45 @@ def gradcheck(f, inputs, analytic, dout=None, tol=1e-7, num_checks=None, zero_at
     assert not bad, (f"wrong gradient(s): {', '.join('d' + b for b in bad)} (compared with central "
                      f"differences of {label})\n{report}")
     return report
+
+
+def directional_gradcheck(f, inputs, analytic, dout=None, seed=0, tol=1e-6, h=1e-4, label="the forward pass"):
+    """The gradient check for inputs too large to difference element by element (the size
+    of a real ViT). For each input x and the student's gradient g: along one random
+    direction v (of length 1), the central difference (L(x + h v) - L(x - h v)) / 2h of
+    L = sum(f() * dout) (five-point stencil, float64) must equal <g, v>. In the grader v is drawn from `seed`
+    salted with the grading's secret (SALT): nobody knows it in advance, so only the whole
+    gradient passes, and computing it by finite differences (one forward pass per element)
+    takes hours at this size. h: the step along v (a scalar f: a mean over many terms moves
+    little, so its round-off needs a longer step). f, inputs, analytic, dout, label: as for
+    gradcheck."""
+    lines, bad = [], []
+    for k, (name, x) in enumerate(inputs.items()):
+        g = analytic.get(name)
+        if not (isinstance(g, np.ndarray) and g.dtype.kind in "fiu" and g.shape == x.shape):
+            bad.append(name)
+            lines.append(f"  d{name}: expected an array of shape {x.shape}, got "
+                         f"{g.shape if isinstance(g, np.ndarray) else type(g).__name__}")
+            continue
+        v = np.random.default_rng(salted(seed + k)).standard_normal(x.shape)
+        v /= np.linalg.norm(v)
+        x0 = x.copy()
+
+        def moved(step):
+            x[...] = x0 + step * v
+            return np.array(f(), dtype=np.float64)           # a copy: f may return a view of x
+        d1, d2 = moved(h) - moved(-h), moved(2 * h) - moved(-2 * h)
+        x[...] = x0
+        d = (8 * d1 - d2) / (12 * h)
+        num = float(d.sum() if dout is None else (d * dout).sum())
+        ana = float((g.astype(np.float64) * v).sum())
+        err = abs(ana - num) / max(1e-8, abs(ana) + abs(num))
+        if err < tol:
+            lines.append(f"  d{name}: relative error {err:.1e} along a random direction (ok, tolerance {tol:.0e})")
+            continue
+        bad.append(name)
+        lines.append(f"  d{name}: WRONG along a random direction v: the derivative of {label} along v is "
+                     f"{num:.6g}, your gradient gives <d{name}, v> = {ana:.6g} (relative error {err:.1e})")
+    report = "\n".join(lines)
+    assert not bad, (f"wrong gradient(s) at the size of a real ViT: {', '.join('d' + b for b in bad)}\n{report}")
+    return report

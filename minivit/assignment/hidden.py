@@ -1,7 +1,9 @@
 """Hidden checks: they stay with the grader (not in the student copy, never in the part's
 process) and show on Gradescope after the grades are published.
 
-They are "values" checks: the grader sends inputs made from their seeds, salted with a
+Each also has a case at the size of a real ViT (ViT-Tiny on CIFAR-10), where a backward
+pass computed by finite differences of the forward pass would take hours. They are
+"values" checks: the grader sends inputs made from their seeds, salted with a
 secret of the grading (checks.SALT: new inputs every grading, so answers recorded in one
 cannot be replayed), to the part's process and compares what comes back with the same check
 computed on the reference solution, in its own process. Each value's name says which case it is ("logits near 100",
@@ -14,12 +16,14 @@ import numpy as np
 
 from .checks import Rng, check, randn, salted
 from .checks import secret_rng as rng
-from .public import BLOCK, GELU, LAYERNORM, LINEAR, MHSA, MLP, SDPA, SOFTMAX, block_params, mhsa_params, mlp_part
+from .public import (B, BLOCK, D, GELU, LAYERNORM, LINEAR, MHSA, MLP, N, SDPA, SOFTMAX, block_params,
+                     mhsa_params, mlp_part)
 from .public_model import ADAMW, CLS_POS, DRIVERS, EMBED, LOSS, PATCH, POOL, vit_config
 
 
 # --- linear -------------------------------------------------------------------------------
-@check("linear", "forward and backward equal the reference values (float32, float64, no bias)",
+@check("linear", "forward and backward equal the reference values (float32, float64, no bias)"
+       "; and at the size of a real ViT",
        hidden=True, kind="values", weight=2)
 def linear_values(run):
     g, out = rng(101), {}
@@ -33,11 +37,16 @@ def linear_values(run):
     out["y (2-D x, no bias)"] = y
     out["dx (2-D x, no bias)"], out["dw (2-D x, no bias)"], out["db (2-D x, no bias)"] = \
         run(LINEAR + "backward", dy[0], cache)
+    y, cache = run(LINEAR + "forward", randn(g, B, N, D), randn(g, D, D, scale=D ** -0.5), randn(g, D))
+    out["y (ViT size)"] = y
+    out["dx (ViT size)"], out["dw (ViT size)"], out["db (ViT size)"] = \
+        run(LINEAR + "backward", randn(g, B, N, D), cache)
     return out
 
 
 # --- layernorm ----------------------------------------------------------------------------
-@check("layernorm", "forward and backward equal the reference values (rows with large means; float32, float64)",
+@check("layernorm", "forward and backward equal the reference values (rows with large means; float32, float64)"
+       "; and at the size of a real ViT",
        hidden=True, kind="values", weight=2)
 def layernorm_values(run):
     g, out = rng(102), {}
@@ -48,11 +57,15 @@ def layernorm_values(run):
         y, cache = run(LAYERNORM + "forward", x, gamma, beta)
         out[f"y ({t})"] = y
         out[f"dx ({t})"], out[f"dgamma ({t})"], out[f"dbeta ({t})"] = run(LAYERNORM + "backward", dy, cache)
+    y, cache = run(LAYERNORM + "forward", randn(g, B, N, D, shift=1.0), 1 + randn(g, D, scale=0.1), randn(g, D))
+    out["y (ViT size)"] = y
+    out["dx (ViT size)"], out["dgamma (ViT size)"], out["dbeta (ViT size)"] = \
+        run(LAYERNORM + "backward", randn(g, B, N, D), cache)
     return out
 
 
 # --- gelu ---------------------------------------------------------------------------------
-@check("gelu", "both forms equal the reference values on [-10, 10] (float32, float64)",
+@check("gelu", "both forms equal the reference values on [-10, 10] (float32, float64); and at the size of a real ViT",
        hidden=True, kind="values", weight=2)
 def gelu_values(run):
     g, out = rng(103), {}
@@ -64,12 +77,14 @@ def gelu_values(run):
             y, cache = run(GELU + "forward", x, approximate)
             key = f"{approximate} form, {np.dtype(dtype).name}"
             out[f"y ({key})"], out[f"dx ({key})"] = y, run(GELU + "backward", dy, cache)
+    y, cache = run(GELU + "forward", randn(g, B, N, 4 * D, scale=2.0), "none")
+    out["y (ViT size)"], out["dx (ViT size)"] = y, run(GELU + "backward", randn(g, B, N, 4 * D), cache)
     return out
 
 
 # --- softmax ------------------------------------------------------------------------------
 @check("softmax", "forward and backward equal the reference values (logits near 0 and near 100, "
-       "float32 and float64, axis 1 and -1)", hidden=True, kind="values", weight=2)
+       "float32 and float64, axis 1 and -1); and at the size of a real ViT", hidden=True, kind="values", weight=2)
 def softmax_values(run):
     g, out = rng(104), {}
     for dtype in (np.float64, np.float32):
@@ -80,11 +95,14 @@ def softmax_values(run):
                 y, cache = run(SOFTMAX + "forward", x, axis=axis)
                 key = f"{where}, axis {axis}, {np.dtype(dtype).name}"
                 out[f"y ({key})"], out[f"dx ({key})"] = y, run(SOFTMAX + "backward", dy, cache)
+    y, cache = run(SOFTMAX + "forward", randn(g, B, 3, N, N, scale=3.0))
+    out["y (ViT size)"], out["dx (ViT size)"] = y, run(SOFTMAX + "backward", randn(g, B, 3, N, N), cache)
     return out
 
 
 # --- attention ----------------------------------------------------------------------------
-@check("attention", "sdpa equals the reference values (head sizes 4 and 16; float32, float64)",
+@check("attention", "sdpa equals the reference values (head sizes 4 and 16; float32, float64)"
+       "; and at the size of a real ViT",
        hidden=True, kind="values", weight=2)
 def sdpa_values(run):
     g, out = rng(105), {}
@@ -95,10 +113,15 @@ def sdpa_values(run):
             key = f"Dh {dh}, {np.dtype(dtype).name}"
             out[f"ctx ({key})"], out[f"A ({key})"] = ctx, a
             out[f"dq ({key})"], out[f"dk ({key})"], out[f"dv ({key})"] = run(SDPA + "backward", dy, cache)
+    ctx, _, cache = run(SDPA + "forward", *(randn(g, B, 3, N, D // 3) for _ in range(3)))
+    out["ctx (ViT size)"] = ctx
+    out["dq (ViT size)"], out["dk (ViT size)"], out["dv (ViT size)"] = \
+        run(SDPA + "backward", randn(g, B, 3, N, D // 3), cache)
     return out
 
 
-@check("attention", "multi-head self-attention equals the reference values (2 and 4 heads, no qkv bias)",
+@check("attention", "multi-head self-attention equals the reference values (2 and 4 heads, no qkv bias)"
+       "; and at the size of a real ViT",
        hidden=True, kind="values", weight=2)
 def mhsa_values(run):
     g, out = rng(106), {}
@@ -112,6 +135,9 @@ def mhsa_values(run):
         dx, grads = run(MHSA + "backward", dy, cache)
         out[f"dx ({key})"] = dx
         out.update({f"d {n} ({key})": grads.get(n) for n in ("qkv.weight", "qkv.bias", "proj.weight", "proj.bias")})
+    y, cache = run(MHSA + "forward", randn(g, 2, N, D), mhsa_params(g, D), 3)
+    dx, grads = run(MHSA + "backward", randn(g, 2, N, D), cache)
+    out.update({"out (ViT size)": y, "dx (ViT size)": dx, "d qkv.weight (ViT size)": grads.get("qkv.weight")})
     return out
 
 
@@ -126,7 +152,8 @@ def attention_dropout_values(run):
 
 
 # --- block --------------------------------------------------------------------------------
-@check("block", "the MLP and the block equal the reference values (float32, float64; tanh GELU)",
+@check("block", "the MLP and the block equal the reference values (float32, float64; tanh GELU)"
+       "; and at the size of a real ViT",
        hidden=True, kind="values", weight=2)
 def block_values(run):
     g, out = rng(108), {}
@@ -146,6 +173,11 @@ def block_values(run):
             dx, grads = run(BLOCK + "backward", dy, cache)
             out[f"block dx ({key})"] = dx
             out.update({f"block d {n} ({key})": grads.get(n) for n in p})
+    y, cache = run(BLOCK + "forward", randn(g, 2, N, D), block_params(g, D, 4 * D), 3)
+    dx, grads = run(BLOCK + "backward", randn(g, 2, N, D), cache)
+    out.update({"block y (ViT size)": y, "block dx (ViT size)": dx,
+                "block d mlp.fc1.weight (ViT size)": grads.get("mlp.fc1.weight"),
+                "block d attn.qkv.weight (ViT size)": grads.get("attn.qkv.weight")})
     return out
 
 
@@ -162,7 +194,8 @@ def block_drop_path_values(run):
 
 # --- patch_embed --------------------------------------------------------------------------
 @check("patch_embed", "patchify and the patch embedding equal the reference values (8 x 12 and 32 x 32 "
-       "images, patch sizes 4 and 8; float32, float64)", hidden=True, kind="values", weight=2)
+       "images, patch sizes 4 and 8; float32, float64)"
+       "; and at the size of a real ViT", hidden=True, kind="values", weight=2)
 def patch_embed_values(run):
     g, out = rng(115), {}
     for dtype in (np.float64, np.float32):
@@ -179,6 +212,10 @@ def patch_embed_values(run):
             out[f"tokens ({key})"] = y
             out[f"dx ({key})"], out[f"dw ({key})"], out[f"db ({key})"] = \
                 run(EMBED + "backward", randn(g, 2, N, D, dtype=dtype), cache)
+    y, cache = run(EMBED + "forward", randn(g, 8, 3, 32, 32), randn(g, 192, 3, 4, 4, scale=0.1), randn(g, 192), 4)
+    out["tokens (ViT size)"] = y
+    out["dx (ViT size)"], out["dw (ViT size)"], out["db (ViT size)"] = run(EMBED + "backward", randn(g, 8, 64, 192),
+                                                                           cache)
     return out
 
 
@@ -202,7 +239,8 @@ def cls_pool_values(run):
 
 
 # --- loss ---------------------------------------------------------------------------------
-@check("loss", "loss and gradient equal the reference values (labels, smoothing 0.1, soft targets, logits 1000)",
+@check("loss", "loss and gradient equal the reference values (labels, smoothing 0.1, soft targets, logits 1000)"
+       "; and at the size of a real ViT",
        hidden=True, kind="values", weight=2)
 def loss_values(run):
     g, out = rng(110), {}
@@ -218,6 +256,9 @@ def loss_values(run):
             key = f"{what}, {np.dtype(dtype).name}"
             out[f"loss ({key})"] = loss
             out[f"dlogits ({key})"] = run(LOSS + "backward", np.asarray(0.5, dtype), cache)
+    loss, cache = run(LOSS + "forward", randn(g, 1024, 100, scale=3.0), g.integers(0, 100, 1024), 0.1)
+    out["loss (1024 x 100 logits, smoothing 0.1)"] = loss
+    out["dlogits (1024 x 100 logits, smoothing 0.1)"] = run(LOSS + "backward", np.asarray(0.5), cache)
     return out
 
 

@@ -152,7 +152,8 @@ def restrict_files(readable, listable, writable, devices):
     abstract sockets. Returns the Landlock ABI in force, or None where the kernel has none."""
     libc, ctypes = _libc()
     libc.syscall.restype = ctypes.c_long
-    abi = libc.syscall(LANDLOCK_CREATE_RULESET, None, ctypes.c_size_t(0), ctypes.c_uint32(LANDLOCK_CREATE_RULESET_VERSION))
+    abi = libc.syscall(LANDLOCK_CREATE_RULESET, None, ctypes.c_size_t(0),
+                       ctypes.c_uint32(LANDLOCK_CREATE_RULESET_VERSION))
     if abi < 1:
         return None
     handled = ALL_FS[min(abi, 5)]

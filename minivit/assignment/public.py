@@ -8,7 +8,7 @@ import (a syntax error, say) fails its own checks and nothing else.
 """
 import numpy as np
 
-from .checks import check, expect_array, gradcheck, randn, rng
+from .checks import check, directional_gradcheck, expect_array, gradcheck, randn, rng
 
 LINEAR = "minivit.ops.linear:linear_"
 LAYERNORM = "minivit.ops.layernorm:layernorm_"
@@ -20,13 +20,19 @@ MLP = "minivit.ops.mlp:mlp_"
 BLOCK = "minivit.ops.block:block_"
 
 
+B, N, D = 8, 65, 192        # a batch of a real ViT: ViT-Tiny on CIFAR-10, 4 x 4 patches + [CLS]
+AT_SIZE = "\nat the size of a real ViT, along random directions (drawn anew for each grading):\n"
+VIT_SIZE = "; and at the size of a real ViT"
+
+
 def by_hand(name, got, want, where):
     """`got` equals a small case worked out by hand (to 1e-6)."""
     want = np.asarray(want, np.float64)
     assert got is not None and np.shape(got) == want.shape, \
         f"{name}: expected shape {want.shape} for {where}, got {None if got is None else np.shape(got)}"
     assert np.allclose(np.asarray(got, np.float64), want, atol=1e-6), \
-        f"{name} for {where}: expected {np.round(want, 7).tolist()} (worked out by hand), got {np.asarray(got).tolist()}"
+        (f"{name} for {where}: expected {np.round(want, 7).tolist()} (worked out by hand), got "
+         f"{np.asarray(got).tolist()}")
 
 
 def proportional_to_exp(name, scores, p, axis, what="x"):
@@ -47,7 +53,8 @@ def names_differ(got, want):
         return f"expected a dict with {', '.join(sorted(want))}, got a {type(got).__name__}"
     missing, extra = sorted(set(want) - set(got)), sorted(map(str, set(got) - set(want)))
     shown = ", ".join(repr(n[:40]) for n in extra[:3]) + (f" and {len(extra) - 3} more" if len(extra) > 3 else "")
-    return "; ".join(([f"missing {', '.join(missing)}"] if missing else []) + ([f"unexpected {shown}"] if extra else []))
+    return "; ".join(([f"missing {', '.join(missing)}"] if missing else []) +
+                     ([f"unexpected {shown}"] if extra else []))
 
 
 def identity_mlp(D, hidden, dtype=np.float64):
@@ -83,15 +90,19 @@ def linear_shapes(run):
         by_hand(name, got, want, "that x, W, b and dy = [[1, 0, 2]]")
 
 
-@check("linear", "gradient check in float64 (x of shape (2, 3, 5): dW sums over both leading axes)",
+@check("linear", "gradient check in float64 (x of shape (2, 3, 5): dW sums over both leading axes)" + VIT_SIZE,
        weight=2)
 def linear_gradcheck(run):
     g = rng(2)
     x, w, b, dy = randn(g, 2, 3, 5), randn(g, 4, 5), randn(g, 4), randn(g, 2, 3, 4)
     dx, dw, db = run(LINEAR + "backward", dy, run(LINEAR + "forward", x, w, b)[1])
     f = run.local(LINEAR + "forward")
-    return gradcheck(lambda: f(x, w, b)[0], {"x": x, "w": w, "b": b}, {"x": dx, "w": dw, "b": db}, dy,
-                     label=run.label)
+    report = gradcheck(lambda: f(x, w, b)[0], {"x": x, "w": w, "b": b}, {"x": dx, "w": dw, "b": db}, dy,
+                       label=run.label)
+    x, w, b, dy = randn(g, B, N, D), randn(g, D, D, scale=D ** -0.5), randn(g, D), randn(g, B, N, D)
+    dx, dw, db = run(LINEAR + "backward", dy, run(LINEAR + "forward", x, w, b)[1])
+    return report + AT_SIZE + directional_gradcheck(lambda: f(x, w, b)[0], {"x": x, "w": w, "b": b},
+                                                    {"x": dx, "w": dw, "b": db}, dy, seed=301, label=run.label)
 
 
 # --- layernorm ----------------------------------------------------------------------------
@@ -111,8 +122,8 @@ def layernorm_shapes(run):
     where = "x = [[-1, 0, 1]], gamma = [2, 2, 2], beta = [1, 1, 1]"
     by_hand("y = gamma * xhat + beta", y, [[-1.4494879, 1.0, 3.4494879]], where)
     dx, dgamma, dbeta = run(LAYERNORM + "backward", np.array([[1.0, 0.0, 0.0]]), cache)
-    for name, got, want in (("dx", dx, [[0.4082498, -0.8164960, 0.4082461]]), ("dgamma", dgamma, [-1.2247440, 0.0, 0.0]),
-                            ("dbeta", dbeta, [1.0, 0.0, 0.0])):
+    for name, got, want in (("dx", dx, [[0.4082498, -0.8164960, 0.4082461]]),
+                            ("dgamma", dgamma, [-1.2247440, 0.0, 0.0]), ("dbeta", dbeta, [1.0, 0.0, 0.0])):
         by_hand(name, got, want, where + ", dy = [[1, 0, 0]]")
 
 
@@ -134,14 +145,20 @@ def layernorm_normalises_rows(run):
         f"row variances should be ~1, worst {var.flat[np.abs(var - 1).argmax()]:.4g} (divide by sqrt(var + eps))"
 
 
-@check("layernorm", "gradient check in float64 (x, gamma, beta)", weight=2)
+@check("layernorm", "gradient check in float64 (x, gamma, beta)" + VIT_SIZE, weight=2)
 def layernorm_gradcheck(run):
     g = rng(5)
     x, gamma, beta, dy = randn(g, 2, 3, 8, shift=1.0), randn(g, 8), randn(g, 8), randn(g, 2, 3, 8)
     dx, dgamma, dbeta = run(LAYERNORM + "backward", dy, run(LAYERNORM + "forward", x, gamma, beta)[1])
     f = run.local(LAYERNORM + "forward")
-    return gradcheck(lambda: f(x, gamma, beta)[0], {"x": x, "gamma": gamma, "beta": beta},
-                     {"x": dx, "gamma": dgamma, "beta": dbeta}, dy, label=run.label)
+    report = gradcheck(lambda: f(x, gamma, beta)[0], {"x": x, "gamma": gamma, "beta": beta},
+                       {"x": dx, "gamma": dgamma, "beta": dbeta}, dy, label=run.label)
+    x, gamma, beta, dy = randn(g, B, N, D, shift=1.0), 1 + randn(g, D, scale=0.1), randn(g, D), randn(g, B, N, D)
+    dx, dgamma, dbeta = run(LAYERNORM + "backward", dy, run(LAYERNORM + "forward", x, gamma, beta)[1])
+    return report + AT_SIZE + directional_gradcheck(lambda: f(x, gamma, beta)[0],
+                                                    {"x": x, "gamma": gamma, "beta": beta},
+                                                    {"x": dx, "gamma": dgamma, "beta": dbeta}, dy, seed=302,
+                                                    label=run.label)
 
 
 # --- gelu ---------------------------------------------------------------------------------
@@ -167,22 +184,30 @@ def gelu_shapes_and_limits(run):
                 run(GELU + "backward", np.ones(3), cache), table[1], "the table's values")
 
 
-@check("gelu", "gradient check in float64, exact (erf) form", weight=1.5)
+@check("gelu", "gradient check in float64, exact (erf) form" + VIT_SIZE + " (the MLP's hidden layer)", weight=1.5)
 def gelu_gradcheck_exact(run):
     g = rng(7)
     x, dy = randn(g, 4, 9, scale=2.0), randn(g, 4, 9)
     dx = run(GELU + "backward", dy, run(GELU + "forward", x, "none")[1])
     f = run.local(GELU + "forward")
-    return gradcheck(lambda: f(x, "none")[0], {"x": x}, {"x": dx}, dy, label=run.label)
+    report = gradcheck(lambda: f(x, "none")[0], {"x": x}, {"x": dx}, dy, label=run.label)
+    x, dy = randn(g, B, N, 4 * D, scale=2.0), randn(g, B, N, 4 * D)
+    dx = run(GELU + "backward", dy, run(GELU + "forward", x, "none")[1])
+    return report + AT_SIZE + directional_gradcheck(lambda: f(x, "none")[0], {"x": x}, {"x": dx}, dy, seed=303,
+                                                    label=run.label)
 
 
-@check("gelu", "gradient check in float64, tanh form", weight=1.5)
+@check("gelu", "gradient check in float64, tanh form" + VIT_SIZE + " (the MLP's hidden layer)", weight=1.5)
 def gelu_gradcheck_tanh(run):
     g = rng(8)
     x, dy = randn(g, 4, 9, scale=2.0), randn(g, 4, 9)
     dx = run(GELU + "backward", dy, run(GELU + "forward", x, "tanh")[1])
     f = run.local(GELU + "forward")
-    return gradcheck(lambda: f(x, "tanh")[0], {"x": x}, {"x": dx}, dy, label=run.label)
+    report = gradcheck(lambda: f(x, "tanh")[0], {"x": x}, {"x": dx}, dy, label=run.label)
+    x, dy = randn(g, B, N, 4 * D, scale=2.0), randn(g, B, N, 4 * D)
+    dx = run(GELU + "backward", dy, run(GELU + "forward", x, "tanh")[1])
+    return report + AT_SIZE + directional_gradcheck(lambda: f(x, "tanh")[0], {"x": x}, {"x": dx}, dy, seed=304,
+                                                    label=run.label)
 
 
 # --- softmax ------------------------------------------------------------------------------
@@ -221,7 +246,7 @@ def softmax_large_logits(run):
                 f"softmax(x + {shift:g}) != softmax(x) ({np.dtype(dtype).name}): a constant shift must not matter"
 
 
-@check("softmax", "gradient check in float64 (axis -1 and axis 0)", weight=2)
+@check("softmax", "gradient check in float64 (axis -1 and axis 0)" + VIT_SIZE + " (attention scores)", weight=2)
 def softmax_gradcheck(run):
     g = rng(11)
     f = run.local(SOFTMAX + "forward")
@@ -231,7 +256,10 @@ def softmax_gradcheck(run):
         dx = run(SOFTMAX + "backward", dy, run(SOFTMAX + "forward", x, axis=axis)[1])
         reports.append(f"axis {axis}:\n" + gradcheck(lambda: f(x, axis=axis)[0], {"x": x}, {"x": dx}, dy,
                                                      label=run.label))
-    return "\n".join(reports)
+    x, dy = randn(g, B, 3, N, N, scale=2.0), randn(g, B, 3, N, N)
+    dx = run(SOFTMAX + "backward", dy, run(SOFTMAX + "forward", x)[1])
+    return "\n".join(reports) + AT_SIZE + directional_gradcheck(lambda: f(x)[0], {"x": x}, {"x": dx}, dy, seed=305,
+                                                                label=run.label)
 
 
 # --- attention ----------------------------------------------------------------------------
@@ -274,17 +302,21 @@ def attention_shapes(run):
             expect_array(f"d {name}", grads[name], p[name].shape, dtype)
 
 
-@check("attention", "gradient check of sdpa in float64 (q, k, v)", weight=2)
+@check("attention", "gradient check of sdpa in float64 (q, k, v)" + VIT_SIZE, weight=2)
 def sdpa_gradcheck(run):
     g = rng(13)
     q, k, v, dy = (randn(g, 2, 2, 4, 3) for _ in range(4))
     dq, dk, dv = run(SDPA + "backward", dy, run(SDPA + "forward", q, k, v)[2])
     f = run.local(SDPA + "forward")
-    return gradcheck(lambda: f(q, k, v)[0], {"q": q, "k": k, "v": v}, {"q": dq, "k": dk, "v": dv}, dy,
-                     label=run.label)
+    report = gradcheck(lambda: f(q, k, v)[0], {"q": q, "k": k, "v": v}, {"q": dq, "k": dk, "v": dv}, dy,
+                       label=run.label)
+    q, k, v, dy = (randn(g, B, 3, N, D // 3) for _ in range(4))
+    dq, dk, dv = run(SDPA + "backward", dy, run(SDPA + "forward", q, k, v)[2])
+    return report + AT_SIZE + directional_gradcheck(lambda: f(q, k, v)[0], {"q": q, "k": k, "v": v},
+                                                    {"q": dq, "k": dk, "v": dv}, dy, seed=306, label=run.label)
 
 
-@check("attention", "gradient check of multi-head self-attention in float64 (x and every parameter)",
+@check("attention", "gradient check of multi-head self-attention in float64 (x and every parameter)" + VIT_SIZE,
        weight=2)
 def mhsa_gradcheck(run):
     g = rng(14)
@@ -292,8 +324,12 @@ def mhsa_gradcheck(run):
     dx, grads = run(MHSA + "backward", dy, run(MHSA + "forward", x, p, 3)[1])
     f = run.local(MHSA + "forward")
     # the key bias has an exactly zero gradient (softmax ignores a constant per row)
-    return gradcheck(lambda: f(x, p, 3)[0], {"x": x, **p}, {"x": dx, **grads}, dy,
-                     num_checks=40, zero_atol=1e-9, label=run.label)
+    report = gradcheck(lambda: f(x, p, 3)[0], {"x": x, **p}, {"x": dx, **grads}, dy,
+                       num_checks=40, zero_atol=1e-9, label=run.label)
+    x, p, dy = randn(g, 1, N, D), mhsa_params(g, D), randn(g, 1, N, D)
+    dx, grads = run(MHSA + "backward", dy, run(MHSA + "forward", x, p, 3)[1])
+    return report + AT_SIZE + directional_gradcheck(lambda: f(x, p, 3)[0], {"x": x, **p}, {"x": dx, **grads}, dy,
+                                                    seed=307, label=run.label)
 
 
 # --- block --------------------------------------------------------------------------------
@@ -362,21 +398,30 @@ def block_residual_identity(run):
         "y should be x + MLP(norm2(x)) (pre-LN: the MLP branch sees the normalised x and is added to x)"
 
 
-@check("block", "gradient check of the MLP in float64 (x and every parameter)")
+@check("block", "gradient check of the MLP in float64 (x and every parameter)" + VIT_SIZE)
 def mlp_gradcheck(run):
     g = rng(17)
     p = mlp_part(block_params(g, 6, 10))
     x, dy = randn(g, 2, 3, 6), randn(g, 2, 3, 6)
     dx, grads = run(MLP + "backward", dy, run(MLP + "forward", x, p)[1])
     f = run.local(MLP + "forward")
-    return gradcheck(lambda: f(x, p)[0], {"x": x, **p}, {"x": dx, **grads}, dy, num_checks=30, label=run.label)
+    report = gradcheck(lambda: f(x, p)[0], {"x": x, **p}, {"x": dx, **grads}, dy, num_checks=30, label=run.label)
+    p = mlp_part(block_params(g, D, 4 * D))
+    x, dy = randn(g, 1, N, D), randn(g, 1, N, D)
+    dx, grads = run(MLP + "backward", dy, run(MLP + "forward", x, p)[1])
+    return report + AT_SIZE + directional_gradcheck(lambda: f(x, p)[0], {"x": x, **p}, {"x": dx, **grads}, dy,
+                                                    seed=308, label=run.label)
 
 
-@check("block", "gradient check of the block in float64 (x and every parameter)", weight=2)
+@check("block", "gradient check of the block in float64 (x and every parameter)" + VIT_SIZE, weight=2)
 def block_gradcheck(run):
     g = rng(18)
     x, p, dy = randn(g, 2, 4, 6), block_params(g, 6, 12), randn(g, 2, 4, 6)
     dx, grads = run(BLOCK + "backward", dy, run(BLOCK + "forward", x, p, 2)[1])
     f = run.local(BLOCK + "forward")
-    return gradcheck(lambda: f(x, p, 2)[0], {"x": x, **p}, {"x": dx, **grads}, dy,
-                     tol=1e-6, num_checks=20, zero_atol=1e-9, label=run.label)
+    report = gradcheck(lambda: f(x, p, 2)[0], {"x": x, **p}, {"x": dx, **grads}, dy,
+                       tol=1e-6, num_checks=20, zero_atol=1e-9, label=run.label)
+    x, p, dy = randn(g, 1, N, D), block_params(g, D, 4 * D), randn(g, 1, N, D)
+    dx, grads = run(BLOCK + "backward", dy, run(BLOCK + "forward", x, p, 3)[1])
+    return report + AT_SIZE + directional_gradcheck(lambda: f(x, p, 3)[0], {"x": x, **p}, {"x": dx, **grads}, dy,
+                                                    seed=309, label=run.label)

@@ -5,8 +5,8 @@ import math
 
 import numpy as np
 
-from .checks import as_array, check, expect_array, gradcheck, randn, rng
-from .public import by_hand
+from .checks import as_array, check, directional_gradcheck, expect_array, gradcheck, randn, rng
+from .public import AT_SIZE, VIT_SIZE, B, D, by_hand
 
 PATCH = "minivit.ops.patch:"
 EMBED = "minivit.ops.patch_embed:patch_embed_"
@@ -80,14 +80,19 @@ def patch_embed_is_the_convolution(run):
         assert err < 1e-10, f"token {i}: off from the convolution by up to {err:.3g}"
 
 
-@check("patch_embed", "gradient check in float64 (x, w, b; images of 8 x 12 pixels)", weight=2)
+@check("patch_embed", "gradient check in float64 (x, w, b; images of 8 x 12 pixels)" + VIT_SIZE + " (32 x 32 "
+       "images)", weight=2)
 def patch_embed_gradcheck(run):
     g = rng(33)
     x, w, b, dy = randn(g, 2, 3, 8, 12), randn(g, 5, 3, 4, 4), randn(g, 5), randn(g, 2, 6, 5)
     dx, dw, db = run(EMBED + "backward", dy, run(EMBED + "forward", x, w, b, 4)[1])
     f = run.local(EMBED + "forward")
-    return gradcheck(lambda: f(x, w, b, 4)[0], {"x": x, "w": w, "b": b}, {"x": dx, "w": dw, "b": db}, dy,
-                     num_checks=60, label=run.label)
+    report = gradcheck(lambda: f(x, w, b, 4)[0], {"x": x, "w": w, "b": b}, {"x": dx, "w": dw, "b": db}, dy,
+                       num_checks=60, label=run.label)
+    x, w, b, dy = randn(g, B, 3, 32, 32), randn(g, D, 3, 4, 4, scale=0.1), randn(g, D), randn(g, B, 64, D)
+    dx, dw, db = run(EMBED + "backward", dy, run(EMBED + "forward", x, w, b, 4)[1])
+    return report + AT_SIZE + directional_gradcheck(lambda: f(x, w, b, 4)[0], {"x": x, "w": w, "b": b},
+                                                    {"x": dx, "w": dw, "b": db}, dy, seed=310, label=run.label)
 
 
 # --- cls_pool -----------------------------------------------------------------------------
@@ -110,13 +115,15 @@ def cls_pool_shapes(run):
     # by hand: one image of one token (D = 2); position 0 is the [CLS] token's
     z, cache = run(CLS_POS + "forward", np.array([[[1.0, 2.0]]]), np.array([[[10.0, 20.0]]]),
                    np.array([[[0.1, 0.2], [0.3, 0.4]]]))
-    where = "tokens = [[[1, 2]]], cls_token = [[[10, 20]]], pos_embed = [[[0.1, 0.2], [0.3, 0.4]]], dz = [[[1, 2], [3, 4]]]"
+    where = ("tokens = [[[1, 2]]], cls_token = [[[10, 20]]], pos_embed = [[[0.1, 0.2], [0.3, 0.4]]], "
+             "dz = [[[1, 2], [3, 4]]]")
     dtokens, dcls, dpos = run(CLS_POS + "backward", np.array([[[1.0, 2.0], [3.0, 4.0]]]), cache)
     for name, got, want in (("dtokens", dtokens, [[[3.0, 4.0]]]), ("dcls_token", dcls, [[[1.0, 2.0]]]),
                             ("dpos_embed", dpos, [[[1.0, 2.0], [3.0, 4.0]]])):
         by_hand(name, got, want, where)
     z = np.array([[[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]]])
-    for mode, want in (("token", [[[1.0, 1.0], [0.0, 0.0], [0.0, 0.0]]]), ("avg", [[[0.0, 0.0], [0.5, 0.5], [0.5, 0.5]]])):
+    for mode, want in (("token", [[[1.0, 1.0], [0.0, 0.0], [0.0, 0.0]]]),
+                       ("avg", [[[0.0, 0.0], [0.5, 0.5], [0.5, 0.5]]])):
         _, cache = run(POOL + "forward", z, mode)
         by_hand(f"dz ({mode} pooling)", run(POOL + "backward", np.ones((1, 2)), cache), want,
                 "z of 1 + 2 tokens, dy = [[1, 1]]")
@@ -181,7 +188,8 @@ def loss_shapes_and_uniform(run):
             "logits [[0, ln 3]], label 1 (softmax minus one-hot, over B = 1)")
 
 
-@check("loss", "gradient check in float64: labels, label smoothing 0.1, soft targets", weight=2)
+@check("loss", "gradient check in float64: labels, label smoothing 0.1, soft targets; and for 1024 x 100 "
+       "logits", weight=2)
 def loss_gradcheck(run):
     g = rng(19)
     f = run.local(LOSS + "forward")
@@ -194,7 +202,10 @@ def loss_gradcheck(run):
         dz = run(LOSS + "backward", 1.0, run(LOSS + "forward", z, y, eps)[1])
         reports.append(f"{what}:\n" + gradcheck(lambda: np.asarray(f(z, y, eps)[0]), {"logits": z},
                                                 {"logits": dz}, label=run.label))
-    return "\n".join(reports)
+    z, y = randn(g, 1024, 100, scale=2.0), g.integers(0, 100, 1024)
+    dz = run(LOSS + "backward", 1.0, run(LOSS + "forward", z, y, 0.1)[1])
+    return "\n".join(reports) + AT_SIZE.replace("a real ViT", "1024 x 100 logits") + directional_gradcheck(
+        lambda: np.asarray(f(z, y, 0.1)[0]), {"logits": z}, {"logits": dz}, seed=311, h=1e-2, label=run.label)
 
 
 @check("loss", "large logits (1000) give a finite loss and gradient; logits [1000, 0] worked by hand")
@@ -283,9 +294,9 @@ def vit_shapes(run):
     state = run.local(DRIVERS + "vit")(cfg).state_dict()
     stepped = {n: w - 1e-3 * np.asarray(grads.get(n), np.float64) for n, w in state.items()}
     after, _ = loss(run(DRIVERS + "vit_forward", run(DRIVERS + "vit", cfg, stepped), x), y)
-    assert float(after) < float(before), (f"a step of 1e-3 against the gradients did not lower the loss ({float(before):.6f} "
-                                          f"-> {float(after):.6f}): the forward pass should depend on every weight and "
-                                          f"backward return the loss's gradients")
+    assert float(after) < float(before), (f"a step of 1e-3 against the gradients did not lower the loss "
+                                          f"({float(before):.6f} -> {float(after):.6f}): the forward pass should "
+                                          f"depend on every weight and backward return the loss's gradients")
 
 
 @check("vit", "initial loss is about ln 10 = 2.30 (10 classes, small random head), with logits that differ "
@@ -302,7 +313,8 @@ def vit_initial_loss(run):
     return f"initial loss {loss:.4f} (ln 10 = {math.log(10):.4f})"
 
 
-@check("vit", "gradient check of the whole model in float64 (every parameter and the input)", weight=2)
+@check("vit", "gradient check of the whole model in float64 (every parameter and the input; sampled elements, "
+       "and random directions drawn anew for each grading)", weight=2)
 def vit_gradcheck(run):
     g = rng(26)
     cfg = vit_config(dtype="float64", depth=2, global_pool="avg")
@@ -315,8 +327,10 @@ def vit_gradcheck(run):
     ref = run.local(DRIVERS + "vit")(cfg)                        # the model differentiated numerically
     forward = run.local(DRIVERS + "vit_forward")
     inputs = {"input": x, **{n: p.data for n, p in ref.named_parameters()}}
-    return gradcheck(lambda: forward(ref, x), inputs, {"input": dx, **grads}, dout, tol=1e-6, num_checks=8,
-                     zero_atol=1e-9, label=run.label)
+    report = gradcheck(lambda: forward(ref, x), inputs, {"input": dx, **grads}, dout, tol=1e-6, num_checks=8,
+                       zero_atol=1e-9, label=run.label)
+    return report + "\nalong random directions:\n" + directional_gradcheck(
+        lambda: forward(ref, x), inputs, {"input": dx, **grads}, dout, seed=312, label=run.label)
 
 
 @check("vit", "overfits a small batch: 16 images, 80 AdamW steps, 100% training accuracy", weight=2)
