@@ -135,8 +135,8 @@ def mhsa_values(run):
         dx, grads = run(MHSA + "backward", dy, cache)
         out[f"dx ({key})"] = dx
         out.update({f"d {n} ({key})": grads.get(n) for n in ("qkv.weight", "qkv.bias", "proj.weight", "proj.bias")})
-    y, cache = run(MHSA + "forward", randn(g, 2, N, D), mhsa_params(g, D), 3)
-    dx, grads = run(MHSA + "backward", randn(g, 2, N, D), cache)
+    y, cache = run(MHSA + "forward", randn(g, 1, N, D), mhsa_params(g, D), 3)
+    dx, grads = run(MHSA + "backward", randn(g, 1, N, D), cache)
     out.update({"out (ViT size)": y, "dx (ViT size)": dx, "d qkv.weight (ViT size)": grads.get("qkv.weight")})
     return out
 
@@ -173,8 +173,8 @@ def block_values(run):
             dx, grads = run(BLOCK + "backward", dy, cache)
             out[f"block dx ({key})"] = dx
             out.update({f"block d {n} ({key})": grads.get(n) for n in p})
-    y, cache = run(BLOCK + "forward", randn(g, 2, N, D), block_params(g, D, 4 * D), 3)
-    dx, grads = run(BLOCK + "backward", randn(g, 2, N, D), cache)
+    y, cache = run(BLOCK + "forward", randn(g, 1, N, D), block_params(g, D, 4 * D), 3)
+    dx, grads = run(BLOCK + "backward", randn(g, 1, N, D), cache)
     out.update({"block y (ViT size)": y, "block dx (ViT size)": dx,
                 "block d mlp.fc1.weight (ViT size)": grads.get("mlp.fc1.weight"),
                 "block d attn.qkv.weight (ViT size)": grads.get("attn.qkv.weight")})
