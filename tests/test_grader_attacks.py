@@ -658,3 +658,26 @@ def test_a_backward_pass_by_finite_differences_earns_nothing(base, tmp_path):
     # the checks of the forward pass alone, and nothing that checks a backward pass
     assert earned == {"shapes and dtypes; every slice along `axis` sums to 1",
                       "large logits"}, earned
+
+
+# --- 10. replies forged on the grader's channel -------------------------------------------
+# The part's code writes its own reply on the runner's reply pipe, in the runner's framing
+# and for the request being answered: an error whose frames are not (file, line, function).
+FORGED_ERROR = r'''
+import json, os, sys
+frame = sys._getframe()
+while frame is not None and "request" not in frame.f_locals:
+    frame = frame.f_back
+runner, setup = sys.modules["__main__"], json.loads(sys.argv[1])
+runner.write_message(setup["reply_fd"], {"id": frame.f_locals["request"]["id"], "ok": False, "error": {
+    "type": ["X"], "message": {"m": 1}, "frames": [[["a"], 1, "f"], [{"d": 1}, [2], None], [None, None, None]]}})
+os._exit(0)
+'''
+
+
+def test_a_forged_reply_costs_only_its_part(base, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(base, copy)
+    set_region(copy, "ops/softmax.py", "softmax", FORGED_ERROR, index=0)
+    result, _ = grade_cli(copy, tmp_path / "results.json", PARTS)
+    assert_only_the_cheat_lost(result)

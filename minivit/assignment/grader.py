@@ -119,6 +119,10 @@ def grade_part(g, part, checks):
                 deadline = time.monotonic()
             except PartDied as e:
                 results.append((c, False, str(e)))
+            except Exception:                     # noqa: BLE001 - the grader's own failure, on this check
+                traceback.print_exc()             # for the instructor's log
+                results.append((c, False, "the grader could not judge what your code returned (an error of the "
+                                          "grader's, in its log); please tell your instructor"))
             if proc is not None:
                 proc.stop()                       # the next check gets a fresh process
                 proc = None

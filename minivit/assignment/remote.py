@@ -25,6 +25,7 @@ from .runner import ProtocolError, encode_message, read_message
 
 MAX_REPLY = 16 << 20        # bytes in one reply (the largest check needs < 1 MB)
 MAX_TEXT, MAX_KEY = 200, 100    # characters of a string, of a dict's key, that came back
+MAX_MESSAGE = 2000              # characters of an exception's message (the runner's cap)
 REFERENCE_LOCK = threading.RLock()
 
 
@@ -40,10 +41,15 @@ class StudentError(Exception):
     """The student's code raised: its type, capped message and frames (in the tree)."""
 
     def __init__(self, error, function):
-        super().__init__(error.get("type", "Exception"))
-        self.type = str(error.get("type", "Exception"))[:60]
-        self.message = str(error.get("message", ""))
-        self.frames = [f for f in error.get("frames", []) if isinstance(f, list) and len(f) == 3][-20:]
+        # what the part's process wrote, taken as data of the expected types only (a reply
+        # can be forged): strings, and frames of (file, line, function)
+        kind, message, frames = error.get("type"), error.get("message"), error.get("frames")
+        self.type = kind[:60] if isinstance(kind, str) else "Exception"
+        super().__init__(self.type)
+        self.message = message[:MAX_MESSAGE] if isinstance(message, str) else ""
+        self.frames = [f for f in (frames if isinstance(frames, list) else [])
+                       if isinstance(f, list) and len(f) == 3 and isinstance(f[0], str)
+                       and type(f[1]) is int and isinstance(f[2], str)][-20:]
         self.function = function
 
 
