@@ -93,7 +93,12 @@ def grade_part(g, part, checks):
     """[(check, passed, output)] and the seconds it took."""
     t0 = time.monotonic()
     deadline = min(t0 + g.time_limit, g.deadline)
-    files, line_map, problem = part_tree(part, g.submission, g.package, g.regions)
+    try:
+        files, line_map, problem = part_tree(part, g.submission, g.package, g.regions)
+    except Exception:                             # noqa: BLE001 - the grader's own failure, on this part
+        traceback.print_exc()
+        files, line_map, problem = {}, {}, ("the grader could not read your code for this part (an error of the "
+                                            "grader's, in its log); please tell your instructor")
     if problem:
         return [(c, False, f"not run: {problem}") for c in checks], time.monotonic() - t0
     uid = sandbox.free_uid() if g.isolation.mode != "none" else None
