@@ -135,6 +135,17 @@ def _take(name):
 '''
 
 
+# A teacher logged in on a VM grades one submission after another: one session keyring.
+ONE_SESSION = r'''
+import ctypes, json, subprocess, sys
+gradings, isolation, keyctl = json.loads(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+ctypes.CDLL(None).syscall(keyctl, 1, None)              # KEYCTL_JOIN_SESSION_KEYRING: a new one
+for submission, out, parts in gradings:
+    subprocess.run([sys.executable, "-m", "minivit.assignment", "grade", submission, "--out", out, "--parts", *parts,
+                    "--isolation", isolation], check=True)
+'''
+
+
 class Listener:
     """A TCP socket on 127.0.0.1 and an abstract Unix socket that record who connects."""
 
@@ -191,18 +202,12 @@ def test_nothing_a_part_leaves_reaches_a_later_grading(base, tmp_path, autograde
                index=1)
     # the part's Python must be one every user can run: the autograder's (its setup.sh made it so)
     python = autograder.root / "venv" / "bin" / "python"
-    # a teacher logged in on a VM grades one submission after another: one session keyring
-    session = "import ctypes\nctypes.CDLL(None).syscall(SYSCALL, 1, None)".replace(
-        "SYSCALL", str(SYSCALLS.get(platform.machine(), {}).get("keyctl", 250)))
+    gradings = [[str(leaver), str(tmp_path / "left.json"), ["attention"]],
+                [str(taker), str(tmp_path / "taken.json"), PARTS]]
     try:
-        runs = (f"import subprocess, sys\n{session}\n"
-                f"for args in {[[str(leaver), str(tmp_path / 'left.json'), ['attention']], [str(taker), str(tmp_path / 'taken.json'), PARTS]]!r}:\n"
-                f"    subprocess.run([sys.executable, '-c', GRADE.format(*args)], check=True)\n")
-        one = ("import runpy, sys\nsys.argv = ['m', 'grade', {0!r}, '--out', {1!r}, '--parts', *{2!r}, "
-               f"'--isolation', {isolation!r}]\nsys.path.insert(0, {str(PACKAGE.parent)!r})\n"
-               "runpy.run_module('minivit.assignment', run_name='__main__')")
-        r = subprocess.run([str(python), "-c", runs.replace("GRADE", repr(one))], capture_output=True, text=True,
-                           timeout=600, env=env(), cwd=PACKAGE.parent)
+        r = subprocess.run([str(python), "-c", ONE_SESSION, json.dumps(gradings), isolation,
+                            str(SYSCALLS.get(platform.machine(), {}).get("keyctl", 250))],
+                           capture_output=True, text=True, timeout=600, env=env(), cwd=PACKAGE.parent)
         assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
         assert scores(json.loads((tmp_path / "left.json").read_text()))["attention"][0] == 0
         result = json.loads((tmp_path / "taken.json").read_text())
@@ -221,7 +226,8 @@ def test_nothing_a_part_leaves_reaches_a_later_grading(base, tmp_path, autograde
 # largest process, the grader, and results.json is never written.
 HOG = r'''
 import os, subprocess, sys
-grow = "import time\nb = []\nfor i in range(24):\n    b.append(bytearray(1 << 20))\n    for j in range(0, 1 << 20, 4096): b[-1][j] = 1\n    time.sleep(0.1)\ntime.sleep(60)\n"
+grow = ("import time\nb = []\nfor i in range(24):\n    b.append(bytearray(1 << 20))\n"
+        "    for j in range(0, 1 << 20, 4096): b[-1][j] = 1\n    time.sleep(0.1)\ntime.sleep(60)\n")
 for _ in range(60):
     try:
         subprocess.Popen([sys.executable, "-S", "-c", grow], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
@@ -275,7 +281,7 @@ def test_a_part_that_exhausts_the_memory_costs_only_its_own_points(base, tmp_pat
     set_region(copy, "ops/softmax.py", "softmax", HOG, index=0)
     out = tmp_path / "results.json"
     cmd = [sys.executable, "-m", "minivit.assignment", "grade", str(copy), "--out", str(out), "--parts", *PARTS,
-           "--time-limit", "8", "--memory-mb", "512"]
+           "--time-limit", "5", "--memory-mb", "512"]
     with memory_cgroup(768) as procs:                       # Gradescope's memory
         r = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env(), cwd=PACKAGE.parent,
                            preexec_fn=lambda: procs.write_text(str(os.getpid())))
@@ -286,43 +292,101 @@ def test_a_part_that_exhausts_the_memory_costs_only_its_own_points(base, tmp_pat
 # --- 3. points without the work ---------------------------------------------------------
 # Every function returns what needs no work: arrays of the right shape and dtype holding
 # zeros, a uniform distribution, a constant (ln K for the loss), or its input unchanged.
-NOWORK = {
- ("ops/linear.py", "linear", 0): "import numpy as np\nreturn np.zeros(x.shape[:-1] + (w.shape[0],), x.dtype), (x, w, b)",
- ("ops/linear.py", "linear", 1): "import numpy as np\nx, w, b = cache\nreturn np.zeros_like(x), np.zeros_like(w), None if b is None else np.zeros_like(b)",
- ("ops/layernorm.py", "layernorm", 0): "import numpy as np\nreturn np.zeros_like(x), (x, gamma)",
- ("ops/layernorm.py", "layernorm", 1): "import numpy as np\nx, g = cache\nreturn np.zeros_like(x), np.zeros_like(g), np.zeros_like(g)",
- ("ops/gelu.py", "gelu", 0): "return x.copy(), x",
- ("ops/gelu.py", "gelu", 1): "return dy.copy()",
- ("ops/softmax.py", "softmax", 0): "import numpy as np\ny = np.ones_like(x) / x.shape[axis]\nreturn y, (y, axis)",
- ("ops/softmax.py", "softmax", 1): "import numpy as np\nreturn np.zeros_like(dy)",
- ("ops/sdpa.py", "attention", 0): "import numpy as np\na = np.ones(q.shape[:-1] + (k.shape[-2],), q.dtype) / k.shape[-2]\nreturn np.zeros_like(q), a, (q, k, v)",
- ("ops/sdpa.py", "attention", 1): "import numpy as np\nq, k, v = cache\nreturn np.zeros_like(q), np.zeros_like(k), np.zeros_like(v)",
- ("ops/attention.py", "attention", 0): "import numpy as np\nB, N, D = x.shape\na = np.ones((B, num_heads, N, N), x.dtype) / N\ncache = (x, p)\nreturn (np.zeros_like(x), a, cache) if return_attn else (np.zeros_like(x), cache)",
- ("ops/attention.py", "attention", 1): "import numpy as np\nx, p = cache\nreturn np.zeros_like(x), {n: np.zeros_like(v) for n, v in p.items()}",
- ("ops/mlp.py", "block", 0): "return x * 0, (x, p)",
- ("ops/mlp.py", "block", 1): "import numpy as np\nx, p = cache\nreturn np.zeros_like(x), {n: np.zeros_like(v) for n, v in p.items()}",
- ("ops/block.py", "block", 0): "import numpy as np\nB, N, D = x.shape\na = np.ones((B, num_heads, N, N), x.dtype) / N\nreturn (x.copy(), a, (x, p)) if return_attn else (x.copy(), (x, p))",
- ("ops/block.py", "block", 1): "import numpy as np\nx, p = cache\nreturn dy.copy(), {n: np.zeros_like(v) for n, v in p.items()}",
- ("ops/patch.py", "patch_embed", 0): "import numpy as np\nB, C, H, W = x.shape\nP = patch_size\nreturn np.zeros((B, (H // P) * (W // P), C * P * P), x.dtype), (B, C, H, W, P)",
- ("ops/patch.py", "patch_embed", 1): "import numpy as np\nreturn np.zeros((patches.shape[0], C, H, W), patches.dtype)",
- ("ops/patch_embed.py", "patch_embed", 0): "import numpy as np\nB, C, H, W = x.shape\nN = (H // patch_size) * (W // patch_size)\nreturn np.zeros((B, N, w.shape[0]), x.dtype), (x, w, b)",
- ("ops/patch_embed.py", "patch_embed", 1): "import numpy as np\nx, w, b = cache\nreturn np.zeros_like(x), np.zeros_like(w), np.zeros_like(b)",
- ("ops/embed.py", "cls_pool", 0): "import numpy as np\nB, N, D = tokens.shape\nreturn np.zeros((B, N + 1, D), tokens.dtype), (tokens, cls_token, pos_embed)",
- ("ops/embed.py", "cls_pool", 1): "import numpy as np\nt, c, p = cache\nreturn np.zeros_like(t), np.zeros_like(c), np.zeros_like(p)",
- ("ops/pool.py", "cls_pool", 0): "import numpy as np\nreturn np.zeros((x.shape[0], x.shape[2]), x.dtype), (x.shape, mode)",
- ("ops/pool.py", "cls_pool", 1): "import numpy as np\nshape, mode = cache\nreturn np.zeros(shape, dy.dtype)",
- ("ops/loss.py", "loss", 0): "import numpy as np\nreturn np.asarray(np.log(K), logits.dtype), (logits, t)",
- ("ops/loss.py", "loss", 1): "import numpy as np\nreturn np.zeros_like(cache[0])",
- ("optim.py", "adamw", 0): "for _, p in self.params:\n    p.data[...] = 0",      # the quadratic's minimum
- ("model.py", "vit", 0): "xp = self.xp\nlogits = xp.zeros((x.shape[0], self.num_classes), self.dtype)\nself.cache = x.shape\nmaps = [xp.ones((x.shape[0], self.num_heads, self.num_patches + 1, self.num_patches + 1), self.dtype) / (self.num_patches + 1) for _ in self.blocks]\nreturn (logits, maps) if return_attn else logits",
- ("model.py", "vit", 1): "for _, p in self.named_parameters():\n    p.accumulate(self.xp.zeros_like(p.data))\nreturn self.xp.zeros(self.cache, self.dtype)",
+NOWORK = {      # (file, part, which region of the part in the file): the body (`np` is NumPy)
+    ("ops/linear.py", "linear", 0): (
+        "return np.zeros(x.shape[:-1] + (w.shape[0],), x.dtype), (x, w, b)"),
+    ("ops/linear.py", "linear", 1): (
+        "x, w, b = cache\n"
+        "return np.zeros_like(x), np.zeros_like(w), None if b is None else np.zeros_like(b)"),
+    ("ops/layernorm.py", "layernorm", 0): (
+        "return np.zeros_like(x), (x, gamma)"),
+    ("ops/layernorm.py", "layernorm", 1): (
+        "x, g = cache\n"
+        "return np.zeros_like(x), np.zeros_like(g), np.zeros_like(g)"),
+    ("ops/gelu.py", "gelu", 0): (
+        "return x.copy(), x"),
+    ("ops/gelu.py", "gelu", 1): (
+        "return dy.copy()"),
+    ("ops/softmax.py", "softmax", 0): (
+        "y = np.ones_like(x) / x.shape[axis]\n"
+        "return y, (y, axis)"),
+    ("ops/softmax.py", "softmax", 1): (
+        "return np.zeros_like(dy)"),
+    ("ops/sdpa.py", "attention", 0): (
+        "a = np.ones(q.shape[:-1] + (k.shape[-2],), q.dtype) / k.shape[-2]\n"
+        "return np.zeros_like(q), a, (q, k, v)"),
+    ("ops/sdpa.py", "attention", 1): (
+        "q, k, v = cache\n"
+        "return np.zeros_like(q), np.zeros_like(k), np.zeros_like(v)"),
+    ("ops/attention.py", "attention", 0): (
+        "B, N, D = x.shape\n"
+        "a = np.ones((B, num_heads, N, N), x.dtype) / N\n"
+        "cache = (x, p)\n"
+        "return (np.zeros_like(x), a, cache) if return_attn else (np.zeros_like(x), cache)"),
+    ("ops/attention.py", "attention", 1): (
+        "x, p = cache\n"
+        "return np.zeros_like(x), {n: np.zeros_like(v) for n, v in p.items()}"),
+    ("ops/mlp.py", "block", 0): (
+        "return x * 0, (x, p)"),
+    ("ops/mlp.py", "block", 1): (
+        "x, p = cache\n"
+        "return np.zeros_like(x), {n: np.zeros_like(v) for n, v in p.items()}"),
+    ("ops/block.py", "block", 0): (
+        "B, N, D = x.shape\n"
+        "a = np.ones((B, num_heads, N, N), x.dtype) / N\n"
+        "return (x.copy(), a, (x, p)) if return_attn else (x.copy(), (x, p))"),
+    ("ops/block.py", "block", 1): (
+        "x, p = cache\n"
+        "return dy.copy(), {n: np.zeros_like(v) for n, v in p.items()}"),
+    ("ops/patch.py", "patch_embed", 0): (
+        "B, C, H, W = x.shape\n"
+        "P = patch_size\n"
+        "return np.zeros((B, (H // P) * (W // P), C * P * P), x.dtype), (B, C, H, W, P)"),
+    ("ops/patch.py", "patch_embed", 1): (
+        "return np.zeros((patches.shape[0], C, H, W), patches.dtype)"),
+    ("ops/patch_embed.py", "patch_embed", 0): (
+        "B, C, H, W = x.shape\n"
+        "N = (H // patch_size) * (W // patch_size)\n"
+        "return np.zeros((B, N, w.shape[0]), x.dtype), (x, w, b)"),
+    ("ops/patch_embed.py", "patch_embed", 1): (
+        "x, w, b = cache\n"
+        "return np.zeros_like(x), np.zeros_like(w), np.zeros_like(b)"),
+    ("ops/embed.py", "cls_pool", 0): (
+        "B, N, D = tokens.shape\n"
+        "return np.zeros((B, N + 1, D), tokens.dtype), (tokens, cls_token, pos_embed)"),
+    ("ops/embed.py", "cls_pool", 1): (
+        "t, c, p = cache\n"
+        "return np.zeros_like(t), np.zeros_like(c), np.zeros_like(p)"),
+    ("ops/pool.py", "cls_pool", 0): (
+        "return np.zeros((x.shape[0], x.shape[2]), x.dtype), (x.shape, mode)"),
+    ("ops/pool.py", "cls_pool", 1): (
+        "shape, mode = cache\n"
+        "return np.zeros(shape, dy.dtype)"),
+    ("ops/loss.py", "loss", 0): (
+        "return np.asarray(np.log(K), logits.dtype), (logits, t)"),
+    ("ops/loss.py", "loss", 1): (
+        "return np.zeros_like(cache[0])"),
+    ("optim.py", "adamw", 0): (
+        "for _, p in self.params:\n"
+        "    p.data[...] = 0"),
+    ("model.py", "vit", 0): (
+        "xp = self.xp\n"
+        "logits = xp.zeros((x.shape[0], self.num_classes), self.dtype)\n"
+        "self.cache = x.shape\n"
+        "T = self.num_patches + 1\n"
+        "maps = [xp.ones((x.shape[0], self.num_heads, T, T), self.dtype) / T for _ in self.blocks]\n"
+        "return (logits, maps) if return_attn else logits"),
+    ("model.py", "vit", 1): (
+        "for _, p in self.named_parameters():\n"
+        "    p.accumulate(self.xp.zeros_like(p.data))\n"
+        "return self.xp.zeros(self.cache, self.dtype)"),
 }
 
 
 def test_a_submission_that_does_no_work_scores_nothing(tmp_path):
     copy = fresh(tmp_path)
     for (rel, part, index), code in NOWORK.items():
-        set_region(copy, rel, part, code, index=index)
+        set_region(copy, rel, part, "import numpy as np\n" + code, index=index)
     result, _ = grade_cli(copy, tmp_path / "results.json")
     earned = {part: s for part, (s, _) in scores(result).items() if s}
     assert not earned, {p: [t["name"] for t in result["tests"] if t["name"].startswith(p + ":")
@@ -649,8 +713,9 @@ return grad.astype(x.dtype)
 def test_a_backward_pass_by_finite_differences_earns_nothing(base, tmp_path):
     copy = tmp_path / "copy"
     shutil.copytree(base, copy)
-    set_region(copy, "ops/softmax.py", "softmax", "import numpy as np\ne = np.exp(x - x.max(axis=axis, keepdims=True))\n"
-               "y = e / e.sum(axis=axis, keepdims=True)\nreturn y, (x, axis)", index=0)
+    set_region(copy, "ops/softmax.py", "softmax", "import numpy as np\n"
+               "e = np.exp(x - x.max(axis=axis, keepdims=True))\ny = e / e.sum(axis=axis, keepdims=True)\n"
+               "return y, (x, axis)", index=0)
     set_region(copy, "ops/softmax.py", "softmax", FINITE_DIFFERENCES, index=1)
     result, _ = grade_cli(copy, tmp_path / "results.json", PARTS)
     earned = {t["name"].split(": ", 1)[1].split(" (")[0] for t in result["tests"]
